@@ -1,0 +1,86 @@
+"""Speed and size of a classifier on the machine that runs the evaluation."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from pipeline.inference import device
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def latency_ms(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    runs: int,
+    warmup: int,
+    max_length: int,
+) -> dict[str, float]:
+    """Batch-1 latency of tokenised queries (median and p95 over `runs`, after `warmup`)."""
+    dev = device()
+    model.to(dev).eval()
+    encoded = [
+        tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt").to(dev)
+        for t in texts[: max(runs, warmup)]
+    ]
+    for enc in encoded[:warmup]:
+        model(**enc)
+    times = []
+    for i in range(runs):
+        enc = encoded[i % len(encoded)]
+        _sync()
+        start = time.perf_counter()
+        model(**enc)
+        _sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "latency_ms_median": float(np.median(times)),
+        "latency_ms_p95": float(np.percentile(times, 95)),
+    }
+
+
+@torch.inference_mode()
+def throughput(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+) -> float:
+    """Examples per second at `batch_size`, over all of `texts` after one warm-up batch."""
+    dev = device()
+    model.to(dev).eval()
+    batches = [
+        tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length,
+                  padding=True, return_tensors="pt").to(dev)
+        for i in range(0, len(texts), batch_size)
+    ]
+    model(**batches[0])
+    _sync()
+    start = time.perf_counter()
+    for enc in batches:
+        model(**enc)
+    _sync()
+    return len(texts) / (time.perf_counter() - start)
+
+
+def size_on_disk_mb(folder: str | Path) -> float:
+    """Size of the weights files (tokenizer and config files are the same for every model)."""
+    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 2**20

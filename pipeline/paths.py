@@ -1,0 +1,24 @@
+"""Where stages read and write; dvc.yaml declares the same paths."""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+PREPARED = Path("data/prepared")
+SOFT_TARGETS = Path("data/soft_targets")
+TRAINED = Path("models/trained")
+RELEASE = Path("models")
+REPORTS = Path("reports")
+LIVE = REPORTS / "live"
+PLOTS = REPORTS / "plots"
+METRICS = REPORTS / "metrics.json"
+ROLES = ("teacher", "baseline", "student")
+
+
+def trained(role: str) -> Path:
+    """The folder a training stage writes: models/trained/<role>."""
+    return TRAINED / role
+
+
+def release(role: str) -> Path:
+    """The folder the card stage writes for publishing: models/<role>, weights + card."""
+    return RELEASE / role

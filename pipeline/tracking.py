@@ -1,0 +1,103 @@
+"""MLflow + DVCLive wiring: one MLflow run per stage, per-epoch DVC plots through DVCLive."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from dvclive import Live
+from transformers import TrainerCallback
+from transformers.integrations import DVCLiveCallback, MLflowCallback
+
+from pipeline.config import Params
+
+log = logging.getLogger(__name__)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; MLflow params and metrics are flat."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """Tags that lead from an MLflow run back to its code and DVC experiment."""
+    tags = {"stage": stage}
+    if commit := _git_commit():
+        tags["git_commit"] = commit
+    # Set by `dvc exp run`; absent under plain `dvc repro`.
+    for env, tag in (("DVC_EXP_NAME", "dvc_experiment"), ("DVC_EXP_BASELINE_REV", "dvc_baseline_rev")):
+        if value := os.environ.get(env):
+            tags[tag] = value
+    return tags
+
+
+def _configure(params: Params) -> None:
+    # The Trainer's MLflowCallback reads the environment, so the URI goes there too.
+    uri = os.environ.setdefault("MLFLOW_TRACKING_URI", params.tracking.mlflow_uri)
+    os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", params.tracking.experiment)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
+
+
+@contextmanager
+def stage_run(stage: str, params: Params) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one stage, with the pipeline's params (flattened) and lineage tags."""
+    _configure(params)
+    with mlflow.start_run(run_name=stage, tags=run_tags(stage)) as run:
+        mlflow.log_params({f"pipeline.{k}": v for k, v in flatten(params.model_dump()).items()})
+        yield run
+
+
+class EpochDVCLiveCallback(DVCLiveCallback):
+    """DVCLiveCallback with one DVCLive step per epoch.
+
+    The stock callback advances the step on every Trainer log call, and the Trainer logs train
+    and eval metrics separately each epoch, so its step counts log calls, not epochs.
+    """
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if self.live is not None and state.epoch is not None:
+            self.live.step = round(state.epoch)
+        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+
+@contextmanager
+def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
+    """Trainer callbacks that log every epoch to the active MLflow run and to DVCLive.
+
+    DVCLive writes its plots under `live_dir` only: dvc.yaml declares them (dvcyaml=False), and
+    `dvc exp run` records the experiment itself (save_dvc_exp=False).
+    """
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False)
+    try:
+        yield [MLflowCallback(), EpochDVCLiveCallback(live=live)]
+    finally:
+        live.end()
+
+
+def log_metrics(metrics: dict) -> None:
+    mlflow.log_metrics(
+        {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
+    )

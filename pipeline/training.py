@@ -1,0 +1,175 @@
+"""Fine-tuning with the transformers Trainer: shared by the teacher, baseline and distill stages."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import (
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from pipeline import paths
+from pipeline.config import Params, TrainConfig
+from pipeline.distill import TEACHER_LOGITS, DistillationTrainer
+from pipeline.metrics import accuracy_and_f1
+from pipeline.outputs import atomic_dir, write_json
+from pipeline.tracking import log_metrics, stage_run, training_callbacks
+
+log = logging.getLogger(__name__)
+
+LENGTH = "length"
+
+
+def tokenize(ds: DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> DatasetDict:
+    """Token ids plus a `length` column, which the length-grouped sampler reads instead of
+    measuring every row again."""
+
+    def encode(batch: dict) -> dict:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        enc[LENGTH] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    # keep_in_memory: the prepared data is a DVC output; cache files written beside it would
+    # change that output behind DVC's back.
+    return ds.map(encode, batched=True, remove_columns=["text"], keep_in_memory=True)
+
+
+class ClassificationCollator:
+    """Dynamic padding of the model inputs; labels and cached teacher logits as tensors.
+
+    Other columns (idx, length) stay out of the batch, so the model sees only what it takes.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.pad = DataCollatorWithPadding(tokenizer)
+        self.inputs = set(tokenizer.model_input_names)
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.pad([{k: f[k] for k in self.inputs if k in f} for f in features])
+        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        if TEACHER_LOGITS in features[0]:
+            batch[TEACHER_LOGITS] = torch.tensor(
+                np.array([f[TEACHER_LOGITS] for f in features]), dtype=torch.float32
+            )
+        return batch
+
+
+def _compute_metrics(pred: EvalPrediction) -> dict:
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    return accuracy_and_f1(pred.label_ids, logits.argmax(-1))
+
+
+def training_arguments(cfg: TrainConfig, seed: int, output_dir: str, run_name: str) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=output_dir,
+        run_name=run_name,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="no",
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        train_sampling_strategy="group_by_length",
+        length_column_name=LENGTH,
+        remove_unused_columns=False,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def train_classifier(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Dataset,
+    validation: Dataset,
+    cfg: TrainConfig,
+    seed: int,
+    run_name: str,
+    callbacks: list[TrainerCallback],
+    distill: tuple[float, float] | None = None,
+    fit: bool = True,
+) -> dict:
+    """Train in place; return the final validation metrics and the training time.
+
+    `distill` is (alpha, temperature): the datasets then carry a `teacher_logits` column.
+    With `fit` false the model is only evaluated (an already fine-tuned teacher).
+    """
+    with tempfile.TemporaryDirectory(prefix=f"{run_name}-") as scratch:
+        args = training_arguments(cfg, seed, scratch, run_name)
+        kwargs = dict(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=validation,
+            data_collator=ClassificationCollator(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=_compute_metrics,
+            callbacks=callbacks,
+        )
+        if distill is None:
+            trainer = Trainer(**kwargs)
+        else:
+            trainer = DistillationTrainer(**kwargs, alpha=distill[0], temperature=distill[1])
+        start = time.perf_counter()
+        if fit:
+            trainer.train()
+            # The last epoch's evaluation; evaluating again would log a duplicate point.
+            final = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
+        else:
+            final = trainer.evaluate()
+        seconds = time.perf_counter() - start
+    log.info("%s: trained in %.1f s, validation %s", run_name, seconds, final)
+    return {
+        "validation_accuracy": final["eval_accuracy"],
+        "validation_macro_f1": final["eval_macro_f1"],
+        "validation_loss": final["eval_loss"],
+        "train_seconds": seconds,
+        "device": str(args.device),
+    }
+
+
+def fit_and_save(
+    stage: str,
+    role: str,
+    params: Params,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    ds: DatasetDict,
+    cfg: TrainConfig,
+    distill: tuple[float, float] | None = None,
+    fit: bool = True,
+) -> dict:
+    """A training stage's work: train with tracking, then write models/trained/<role> and
+    reports/<role>.json (each written whole or not at all)."""
+    encoded = tokenize(ds, tokenizer, params.data.max_length)
+    with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
+        report = train_classifier(
+            model, tokenizer, encoded["train"], encoded["validation"], cfg, params.seed,
+            stage, callbacks, distill=distill, fit=fit,
+        )
+        log_metrics(report)
+    with atomic_dir(paths.trained(role)) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    write_json(paths.REPORTS / f"{role}.json", report)
+    return report

@@ -1,0 +1,26 @@
+"""Stage prepare: data.source -> data/prepared (train/validation/test + labels.json)."""
+
+import logging
+
+from pipeline import paths
+from pipeline.config import load_params
+from pipeline.data import data_report, prepare_dataset, save_prepared
+from pipeline.errors import stage_main
+from pipeline.outputs import atomic_dir, write_json
+
+log = logging.getLogger("prepare")
+
+
+@stage_main
+def main() -> None:
+    params = load_params(paths.PARAMS)
+    ds, names = prepare_dataset(params.data, params.seed)
+    report = data_report(ds, names, params.data.oos_label)
+    log.info("prepared %s rows, %d labels", report["rows"], len(names))
+    with atomic_dir(paths.PREPARED) as folder:
+        save_prepared(ds, names, folder)
+    write_json(paths.REPORTS / "data.json", report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Stage soft_targets: the teacher's logits for train and validation, once -> data/soft_targets."""
+
+from pipeline import paths, soft_targets
+from pipeline.config import load_params
+from pipeline.data import load_prepared
+from pipeline.errors import stage_main
+from pipeline.models import load_classifier, load_tokenizer
+from pipeline.outputs import atomic_dir
+
+
+@stage_main
+def main() -> None:
+    params = load_params(paths.PARAMS)
+    ds, _ = load_prepared(paths.PREPARED)
+    teacher_dir = paths.trained("teacher")
+    soft = soft_targets.compute(
+        load_classifier(teacher_dir), load_tokenizer(str(teacher_dir)), ds,
+        params.evaluate.batch_size, params.data.max_length,
+    )
+    with atomic_dir(paths.SOFT_TARGETS) as folder:
+        soft.save_to_disk(str(folder))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Stage teacher: fine-tune the teacher (or check an already fine-tuned one) -> models/trained/teacher."""
+
+from transformers import set_seed
+
+from pipeline import paths
+from pipeline.config import load_params
+from pipeline.data import load_prepared
+from pipeline.errors import stage_main
+from pipeline.models import build_teacher, load_tokenizer
+from pipeline.training import fit_and_save
+
+
+@stage_main
+def main() -> None:
+    params = load_params(paths.PARAMS)
+    set_seed(params.seed)
+    ds, names = load_prepared(paths.PREPARED)
+    model = build_teacher(params.teacher, names)
+    tokenizer = load_tokenizer(params.teacher.model)
+    fit_and_save(
+        "teacher", "teacher", params, model, tokenizer, ds, params.teacher.train,
+        fit=params.teacher.finetune,
+    )
+
+
+if __name__ == "__main__":
+    main()

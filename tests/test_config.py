@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_params, parse_params
+from pipeline.errors import UserError
+
+DEFAULT = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+
+
+def with_change(path: str, value):
+    raw = yaml.safe_load(yaml.safe_dump(DEFAULT))
+    *parents, last = path.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return raw
+
+
+def test_default_params_are_valid():
+    params = parse_params(DEFAULT)
+    assert 0 <= params.alpha <= 1 and params.temperature > 0
+
+
+def test_unknown_key_suggests_the_close_one():
+    raw = with_change("teacher.train.learnig_rate", 0.1)
+    with pytest.raises(UserError, match=r"unknown key 'teacher.train.learnig_rate'.*"
+                                         r"Did you mean 'teacher.train.learning_rate'"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("alpha", 1.5, r"'alpha' = 1.5: Input should be less than or equal to 1"),
+    ("temperature", 0, r"'temperature' = 0: Input should be greater than 0"),
+    ("student.train.epochs", -1, r"'student.train.epochs' = -1"),
+    ("teacher.train.batch_size", "big", r"'teacher.train.batch_size' = 'big'"),
+])
+def test_bad_values_name_key_and_value(path, value, message):
+    with pytest.raises(UserError, match=message):
+        parse_params(with_change(path, value))
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_params(tmp_path / "params.yaml")

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from pipeline.config import StudentConfig, TeacherConfig
+from pipeline.errors import UserError
+from pipeline.models import build_student, build_teacher, reorder_labels, student_from_teacher
+
+from conftest import LABELS, tiny_bert
+
+
+def test_student_keeps_chosen_teacher_layers(teacher4):
+    student = student_from_teacher(teacher4, [0, 2])
+    assert student.config.num_hidden_layers == 2
+    t, s = teacher4.state_dict(), student.state_dict()
+    for new, old in enumerate([0, 2]):
+        for key in t:
+            prefix = f"bert.encoder.layer.{old}."
+            if key.startswith(prefix):
+                twin = key.replace(prefix, f"bert.encoder.layer.{new}.")
+                assert torch.equal(s[twin], t[key]), twin
+    for key in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight",
+                "classifier.weight", "classifier.bias"):
+        assert torch.equal(s[key], t[key])
+    assert student.config.id2label == teacher4.config.id2label
+
+
+def test_student_matches_teacher_when_all_layers_kept(teacher4):
+    student = student_from_teacher(teacher4, [0, 1, 2, 3]).eval()
+    ids = torch.tensor([[1, 5, 7, 2]])
+    assert torch.allclose(student(input_ids=ids).logits, teacher4(input_ids=ids).logits, atol=1e-6)
+
+
+def test_student_layers_out_of_range(teacher4):
+    with pytest.raises(UserError, match=r"layers \[4\].*0\.\.3"):
+        student_from_teacher(teacher4, [0, 4])
+
+
+def test_build_student_from_config_uses_label_set(teacher4):
+    cfg = StudentConfig(init="config", config_overrides={"num_hidden_layers": 1})
+    student = build_student(cfg, LABELS, teacher4)
+    assert student.config.num_hidden_layers == 1
+    assert student.config.num_labels == len(LABELS)
+
+
+def test_reorder_labels_permutes_head():
+    model = tiny_bert(layers=1)
+    ids = torch.tensor([[3, 4, 5]])
+    before = model(input_ids=ids).logits[0]
+    reordered = reorder_labels(model, ["transfer", "balance", "oos"])
+    after = reordered(input_ids=ids).logits[0]
+    assert torch.allclose(after, before[[2, 0, 1]])
+    assert reordered.config.id2label[0] == "transfer"
+
+
+def test_finetuned_teacher_label_mismatch(tmp_path):
+    tiny_bert(layers=1).save_pretrained(tmp_path)
+    cfg = TeacherConfig(model=str(tmp_path), finetune=False)
+    with pytest.raises(UserError, match="other labels"):
+        build_teacher(cfg, ["balance", "oos", "weather"])
+
+
+def test_packaged_teacher_loads_offline():
+    model = build_teacher(TeacherConfig(model="minilm-l6"), LABELS)
+    assert model.config.num_hidden_layers == 6
+    assert model.config.id2label == dict(enumerate(LABELS))

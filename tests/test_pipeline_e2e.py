@@ -1,0 +1,130 @@
+"""`dvc repro` of the whole pipeline on a tiny params override, in a scratch git + DVC repo."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[1]
+INTENTS = {
+    "balance": ["how much money is in checking", "whats my balance", "balance of savings please"],
+    "transfer": ["send 20 dollars to sam", "move money to savings", "transfer cash to my mom"],
+    "oos": ["tell me a joke", "who won the match", "what is the capital of peru"],
+}
+TINY_MODEL = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2,
+              "intermediate_size": 64}
+
+
+def run(cmd, cwd):
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    return out.stdout + out.stderr
+
+
+def write_tiny_data(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for split, n in (("train", 8), ("validation", 3), ("test", 4)):
+        with (folder / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            for label, queries in INTENTS.items():
+                for i in range(n):
+                    writer.writerow([f"{queries[i % 3]} ({split} {i})", label])
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["source"] = "data/tiny"
+    params["teacher"]["config_overrides"] = TINY_MODEL
+    tiny_train = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
+    params["teacher"]["train"] = tiny_train
+    params["student"].update(layers=[1], train=tiny_train)
+    params["evaluate"].update(latency_runs=3, latency_warmup=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_tiny_data(repo / "data" / "tiny")
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "ci@example.com"], repo)
+    run(["git", "config", "user.name", "ci"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny"], repo)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_every_declared_output_exists(repo):
+    dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path = entry if isinstance(entry, str) else next(iter(entry))
+                assert (repo / path).exists(), f"{name}: {path} missing"
+    for role in ("teacher", "baseline", "student"):
+        assert (repo / "models/trained" / role / "model.safetensors").exists()
+
+
+def test_metrics_have_expected_keys_in_range(repo):
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for role in ("teacher", "baseline", "student"):
+        m = metrics[role]
+        for key in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision", "ece"):
+            assert 0.0 <= m[key] <= 1.0, (role, key, m[key])
+        assert m["parameters"] > 0 and m["size_mb"] > 0
+        assert metrics["speed"][role]["latency_ms_median"] > 0
+    assert 0.0 <= metrics["student_vs_teacher"]["agreement"] <= 1.0
+    assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
+    shown = run(["dvc", "metrics", "show", "--json"], repo)
+    assert "student.accuracy" in shown or '"accuracy"' in shown
+
+
+def test_student_folder_is_a_pipeline_model_with_card(repo):
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(repo / "models/student"))
+    assert clf("whats my balance")[0]["label"] in INTENTS
+    card = (repo / "models/student/README.md").read_text()
+    assert card.startswith("---\n") and "knowledge-distillation" in card
+    assert card == (repo / "reports/model_card.md").read_text()
+
+
+def test_epoch_logs_reach_dvc_plots(repo):
+    for stage in ("teacher", "baseline", "distill"):
+        tsv = repo / f"reports/live/{stage}/plots/metrics/eval/accuracy.tsv"
+        assert len(tsv.read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+
+def test_one_mlflow_run_per_stage(repo):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("distill-pipeline")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["stage"] for r in runs) == ["baseline", "distill", "evaluate", "teacher"]
+    distill = next(r for r in runs if r.data.tags["stage"] == "distill")
+    assert distill.data.params["pipeline.alpha"] == "0.5"
+    history = client.get_metric_history(distill.info.run_id, "eval_accuracy")
+    assert len({m.step for m in history}) == 2
+
+
+def test_repro_again_does_nothing(repo):
+    out = run(["dvc", "repro"], repo)
+    assert "Data and pipelines are up to date" in out
+    assert "Running stage" not in out
+
+
+def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "ran"], repo)
+    out = run(["dvc", "exp", "run", "-S", "alpha=0.3"], repo)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "card"}
