@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -9,19 +10,21 @@ import numpy as np
 from datasets import Dataset
 from sklearn.metrics import f1_score
 
-from pipeline import bench
+from pipeline import bench, plots
 from pipeline.config import Params
 from pipeline.inference import predict_logits
-from pipeline.metrics import agreement, quality
+from pipeline.metrics import agreement, probabilities, quality, reliability_bins
 from pipeline.models import count_parameters, load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+TOP_CONFUSIONS = 15
 
 
 def evaluate_models(
     folders: dict[str, Path], test: Dataset, names: list[str], params: Params
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics for each model folder (keyed by role) and each model's test predictions.
+    """Metrics for each model folder (keyed by role) and each model's test logits.
 
     Timing figures live under the `speed` key only, so that the rest of the report is the same
     on every run of the same inputs.
@@ -30,11 +33,11 @@ def evaluate_models(
     texts, labels = test["text"], np.asarray(test["label"])
     metrics: dict = {}
     speed: dict = {"device": bench.device_name()}
-    preds: dict[str, np.ndarray] = {}
+    all_logits: dict[str, np.ndarray] = {}
     for role, folder in folders.items():
         model, tokenizer = load_classifier(folder), load_tokenizer(str(folder))
         logits = predict_logits(model, tokenizer, texts, cfg.batch_size, max_length, desc=role)
-        preds[role] = logits.argmax(-1)
+        all_logits[role] = logits
         metrics[role] = {
             **quality(labels, logits, names, params.data.oos_label, cfg.ece_bins),
             "parameters": count_parameters(model),
@@ -49,7 +52,7 @@ def evaluate_models(
         log.info("%s: %s", role, metrics[role])
     teacher, student = metrics["teacher"], metrics["student"]
     metrics["student_vs_teacher"] = {
-        "agreement": agreement(preds["student"], preds["teacher"]),
+        "agreement": agreement(all_logits["student"].argmax(-1), all_logits["teacher"].argmax(-1)),
         "accuracy_ratio": student["accuracy"] / max(teacher["accuracy"], 1e-12),
         "parameter_ratio": student["parameters"] / teacher["parameters"],
         "size_ratio": student["size_mb"] / teacher["size_mb"],
@@ -58,7 +61,7 @@ def evaluate_models(
         speed["teacher"]["latency_ms_median"] / speed["student"]["latency_ms_median"]
     )
     metrics["speed"] = speed
-    return metrics, preds
+    return metrics, all_logits
 
 
 def per_class_f1(labels: np.ndarray, preds: dict[str, np.ndarray], names: list[str]) -> list[dict]:
@@ -71,3 +74,45 @@ def per_class_f1(labels: np.ndarray, preds: dict[str, np.ndarray], names: list[s
         {"label": name, **{f"{role}_f1": round(float(s[i]), 4) for role, s in scores.items()}}
         for i, name in enumerate(names)
     ]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_figures(
+    folder: Path, labels: np.ndarray, logits: dict[str, np.ndarray], names: list[str],
+    metrics: dict, params: Params,
+) -> None:
+    """Tables (csv) and figures (png) of the evaluation into `folder`."""
+    preds = {role: x.argmax(-1) for role, x in logits.items()}
+    _write_csv(folder / "confusion_student.csv", [
+        {"actual": names[a], "predicted": names[p]}
+        for a, p in zip(labels, preds["student"], strict=True)
+    ])
+    f1_rows = per_class_f1(labels, preds, names)
+    _write_csv(folder / "per_class_f1.csv", f1_rows)
+    pairs = {role: plots.top_confusions(labels, preds[role], names, TOP_CONFUSIONS)
+             for role in ("teacher", "student")}
+    confusion_rows = [{"model": role, **row} for role, rows in pairs.items() for row in rows]
+    if confusion_rows:
+        _write_csv(folder / "top_confusions.csv", confusion_rows)
+    plots.confusion_heatmap(labels, preds["student"], names, pairs["student"],
+                            folder / "top_confusions.png",
+                            f"Distilled student: its {TOP_CONFUSIONS} most frequent confusions")
+    plots.per_class_f1_scatter(f1_rows, folder / "per_class_f1.png")
+    bins = params.evaluate.ece_bins
+    plots.reliability_diagram(
+        {role: reliability_bins(labels, probabilities(x), bins) for role, x in logits.items()},
+        {role: metrics[role]["ece"] for role in logits},
+        folder / "reliability.png",
+    )
+    speed = metrics["speed"]
+    plots.accuracy_vs_latency(
+        {role: (speed[role]["latency_ms_median"], metrics[role]["accuracy"],
+                metrics[role]["size_mb"]) for role in logits},
+        speed["device"], folder / "accuracy_vs_latency.png",
+    )

@@ -14,18 +14,29 @@ def accuracy_and_f1(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
     }
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int) -> float:
-    """ECE with equal-width confidence bins (Guo et al. 2017)."""
+def reliability_bins(
+    labels: np.ndarray, probs: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: mean confidence, accuracy and row count."""
     confidence = probs.max(-1)
     correct = probs.argmax(-1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    count = np.bincount(which, minlength=bins)
+    safe = np.maximum(count, 1)
+    mean_conf = np.bincount(which, weights=confidence, minlength=bins) / safe
+    accuracy = np.bincount(which, weights=correct.astype(float), minlength=bins) / safe
+    return mean_conf, accuracy, count
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int) -> float:
+    """ECE with equal-width confidence bins (Guo et al. 2017)."""
+    conf, acc, count = reliability_bins(labels, probs, bins)
+    return float((count / count.sum() * np.abs(acc - conf)).sum())
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    return softmax(logits.astype(np.float64), -1)
 
 
 def quality(
@@ -35,7 +46,7 @@ def quality(
     out-of-scope recall / precision (Larson et al. 2019)."""
     preds = logits.argmax(-1)
     out = accuracy_and_f1(labels, preds)
-    out["ece"] = expected_calibration_error(labels, softmax(logits.astype(np.float64), -1), ece_bins)
+    out["ece"] = expected_calibration_error(labels, probabilities(logits), ece_bins)
     if oos_label and oos_label in names:
         oos = names.index(oos_label)
         in_scope = labels != oos

@@ -1,0 +1,136 @@
+"""Evaluation figures (PNG, for `dvc plots show` and the README) and the tables behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: stages run without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+COLORS = {"teacher": "#1f77b4", "baseline": "#7f7f7f", "student": "#d62728"}
+# Label offsets (points): baseline and student share an architecture, so their markers overlap.
+LABEL_OFFSETS = {"teacher": (12, -4), "baseline": (12, -26), "student": (12, 14)}
+
+
+def top_confusions(
+    labels: np.ndarray, preds: np.ndarray, names: list[str], n: int
+) -> list[dict]:
+    """The `n` most frequent (true, predicted) mistakes, most frequent first."""
+    cm = confusion_matrix(labels, preds, labels=range(len(names)))
+    np.fill_diagonal(cm, 0)
+    flat = np.argsort(cm, axis=None, kind="stable")[::-1][:n]
+    rows = []
+    for i in flat:
+        t, p = divmod(int(i), len(names))
+        if cm[t, p] == 0:
+            break
+        rows.append({"true": names[t], "predicted": names[p], "count": int(cm[t, p])})
+    return rows
+
+
+def confusion_heatmap(
+    labels: np.ndarray, preds: np.ndarray, names: list[str], pairs: list[dict], path: Path,
+    title: str,
+) -> None:
+    """Confusion matrix restricted to the labels that take part in the top confusions."""
+    involved = []
+    for pair in pairs:
+        for name in (pair["true"], pair["predicted"]):
+            if name not in involved:
+                involved.append(name)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    if not involved:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
+        ax.axis("off")
+    else:
+        ids = [names.index(n) for n in involved]
+        cm = confusion_matrix(labels, preds, labels=range(len(names)))[np.ix_(ids, ids)]
+        shown = cm.astype(float)
+        np.fill_diagonal(shown, np.nan)  # the diagonal would drown the mistakes
+        image = ax.imshow(shown, cmap="Reds")
+        fig.colorbar(image, ax=ax, label="test queries (off-diagonal)")
+        ax.set_xticks(range(len(involved)), involved, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(involved)), involved, fontsize=8)
+        for (r, c), v in np.ndenumerate(cm):
+            if v:
+                ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
+                        color="black" if r != c else "#555555")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def per_class_f1_scatter(rows: list[dict], path: Path) -> None:
+    teacher = np.array([r["teacher_f1"] for r in rows])
+    student = np.array([r["student_f1"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="student = teacher")
+    ax.scatter(teacher, student, s=18, color=COLORS["student"], alpha=0.7)
+    worst = np.argsort(student - teacher)[:5]
+    for i in worst:
+        if student[i] < teacher[i]:
+            ax.annotate(rows[i]["label"], (teacher[i], student[i]), fontsize=7,
+                        xytext=(4, -8), textcoords="offset points")
+    low = max(0.0, min(teacher.min(), student.min()) - 0.05)
+    ax.set_xlim(low, 1.01)
+    ax.set_ylim(low, 1.01)
+    ax.set_xlabel("teacher F1")
+    ax.set_ylabel("distilled student F1")
+    ax.set_aspect("equal")
+    ax.set_title("Per-class F1 on the test split (one dot per label)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                        eces: dict[str, float], path: Path) -> None:
+    """curves: role -> (bin confidence, bin accuracy, bin count)."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="perfect calibration")
+    for role, (conf, acc, count) in curves.items():
+        keep = count > 0
+        ax.plot(conf[keep], acc[keep], marker="o", ms=4, color=COLORS.get(role),
+                label=f"{role} (ECE {eces[role]:.3f})")
+    ax.set_xlabel("confidence (max softmax probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_title("Reliability on the test split")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: str,
+                        path: Path) -> None:
+    """points: role -> (latency ms, accuracy, size MB)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sizes = np.array([p[2] for p in points.values()])
+    scale = 900 / max(sizes.max(), 1e-9)
+    for role, (latency, accuracy, size) in points.items():
+        ax.scatter(latency, accuracy, s=size * scale, color=COLORS.get(role), alpha=0.6)
+        ax.annotate(f"{role}: {accuracy:.3f}, {latency:.1f} ms, {size:.0f} MB", (latency, accuracy),
+                    fontsize=8, xytext=LABEL_OFFSETS.get(role, (12, 0)), textcoords="offset points",
+                    color=COLORS.get(role))
+    lats = [p[0] for p in points.values()]
+    accs = [p[1] for p in points.values()]
+    ax.set_xlim(0, max(lats) * 1.9)
+    pad = max(0.02, (max(accs) - min(accs)) * 0.5)
+    ax.set_ylim(max(0, min(accs) - pad), min(1.0, max(accs) + pad))
+    ax.set_xlabel(f"batch-1 latency, median (ms) on {device}")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs latency (marker area = size on disk)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
