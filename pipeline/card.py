@@ -1,8 +1,10 @@
-"""Model-card rendering from measured figures only (huggingface_hub ModelCard)."""
+"""Model cards rendered from measured figures only, with huggingface_hub's ModelCard."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -11,8 +13,24 @@ from pipeline.config import Params
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 TASK = "text-classification"
-# Keys of the evaluate report that go into the model-index, with their Hub metric types.
-INDEXED_METRICS = {"accuracy": "accuracy", "macro_f1": "f1"}
+# Packaged aliases and the Hub ids of the same weights, for `base_model`.
+HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
+# Report keys that go into the model-index, with their Hub metric types.
+INDEXED = {"accuracy": "accuracy", "macro_f1": "f1", "in_scope_accuracy": "accuracy",
+           "oos_recall": "recall", "oos_precision": "precision"}
+FRAMEWORKS = ("transformers", "torch", "datasets", "tokenizers", "dvc", "mlflow")
+
+
+@dataclass
+class CardInputs:
+    """Everything a card is rendered from: the run's params and its measured reports."""
+
+    params: Params
+    metrics: dict  # reports/metrics.json
+    data: dict  # reports/data.json
+    history: list[dict]  # per-epoch rows of the model's training stage
+    names: list[str]
+    example_text: str
 
 
 def _commit() -> str:
@@ -24,72 +42,100 @@ def _commit() -> str:
         return "<commit>"
 
 
-def card_data(params: Params, metrics: dict) -> ModelCardData:
-    student = metrics["student"]
-    dataset_name = params.card.dataset_name
-    dataset_type = params.card.dataset_id or dataset_name.replace(" ", "_")
+def hub_id(model: str | None) -> str | None:
+    """The Hub id of a model name, or None for a local path."""
+    if model is None:
+        return None
+    if model in HUB_IDS:
+        return HUB_IDS[model]
+    return model if "/" in model and not Path(model).exists() else None
+
+
+def _versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in FRAMEWORKS}
+
+
+def card_data(inputs: CardInputs, role: str) -> ModelCardData:
+    p, m = inputs.params, inputs.metrics[role]
+    dataset_name = p.card.dataset_name
+    dataset_type = p.card.dataset_id or dataset_name.lower().replace(" ", "-")
     results = [
         EvalResult(
             task_type=TASK, dataset_type=dataset_type, dataset_name=dataset_name,
             dataset_split="test", metric_type=hub_type, metric_name=key,
-            metric_value=round(float(student[key]), 4),
+            metric_value=round(float(m[key]), 4),
         )
-        for key, hub_type in INDEXED_METRICS.items()
+        for key, hub_type in INDEXED.items() if key in m
     ]
+    if role == "student":
+        base = hub_id(p.student.model) if p.student.init != "teacher_layers" else hub_id(p.teacher.model)
+        name = p.card.model_name
+    else:
+        base, name = hub_id(p.teacher.model), f"{p.card.model_name}-teacher"
+    tags = [TASK, "generated_from_trainer"] + (["knowledge-distillation"] if role == "student" else [])
     return ModelCardData(
-        model_name=params.card.model_name,
+        model_name=name,
         library_name="transformers",
         pipeline_tag=TASK,
-        license=params.card.license,
-        language=params.card.language,
-        tags=["knowledge-distillation", "generated_from_trainer", "text-classification"],
-        datasets=[params.card.dataset_id] if params.card.dataset_id else None,
-        metrics=sorted(set(INDEXED_METRICS.values())),
-        base_model=params.teacher.model if "/" in params.teacher.model else None,
+        license=p.card.license,
+        language=p.card.language,
+        tags=tags,
+        datasets=[p.card.dataset_id] if p.card.dataset_id else None,
+        metrics=sorted({INDEXED[k] for k in INDEXED if k in m}),
+        base_model=base,
         eval_results=results,
     )
 
 
-def render(params: Params, metrics: dict, names: list[str], example_text: str) -> ModelCard:
-    speed = metrics["speed"]
-    results = [
-        {
-            "role": role,
-            "accuracy": metrics[role]["accuracy"],
-            "macro_f1": metrics[role]["macro_f1"],
-            "latency": speed[role]["latency_ms_median"],
-            "parameters": metrics[role]["parameters"],
-            "size_mb": metrics[role]["size_mb"],
-        }
-        for role in ("teacher", "baseline", "student")
-    ]
-    s = params.student
+def _student_init(p: Params) -> tuple[str, str]:
+    s = p.student
     if s.init == "teacher_layers":
-        init = f"the teacher's embeddings, classifier and layers {s.layers} (DistilBERT-style)"
-        layers_text = f"{len(s.layers)}-layer"
-    elif s.init == "pretrained":
-        init, layers_text = f"initialised from `{s.model}`", "compact"
-    else:
-        init, layers_text = "built from a config with random weights", "compact"
+        return (f"the teacher's embeddings, classifier and its layers {s.layers} "
+                "(DistilBERT-style initialisation)", f"{len(s.layers)}-layer")
+    if s.init == "pretrained":
+        return f"initialised from `{s.model}`", f"`{s.model}`"
+    return "built from a config with random weights", "compact"
+
+
+def render(inputs: CardInputs, role: str) -> ModelCard:
+    """The model card of `role` ("student" or "teacher")."""
+    p, metrics = inputs.params, inputs.metrics
+    init, architecture = _student_init(p)
+    if role == "teacher":
+        architecture = f"{metrics['teacher']['parameters'] / 1e6:.1f}M-parameter"
+    train = p.student.train if role == "student" else p.teacher.train
     return ModelCard.from_template(
-        card_data(params, metrics),
+        card_data(inputs, role),
         template_path=str(TEMPLATE),
-        model_name=params.card.model_name,
-        student_layers_text=layers_text,
-        student_init_text=init,
-        teacher_model=params.teacher.model,
-        num_labels=len(names),
-        dataset_name=params.card.dataset_name,
-        has_oos=params.data.oos_label in names,
-        oos_label=params.data.oos_label,
-        teacher_params=f"{metrics['teacher']['parameters']:,}",
-        student_params=f"{metrics['student']['parameters']:,}",
-        alpha=params.alpha,
-        temperature=params.temperature,
-        results=results,
+        role=role,
+        model_name=p.card.model_name if role == "student" else f"{p.card.model_name}-teacher",
+        architecture=architecture,
+        student_init=init,
+        teacher_model=p.teacher.model,
+        teacher_finetuned=p.teacher.finetune,
+        num_labels=len(inputs.names),
+        dataset_name=p.card.dataset_name,
+        dataset_citation=p.card.dataset_citation,
+        has_oos=bool(p.data.oos_label) and p.data.oos_label in inputs.names,
+        oos_label=p.data.oos_label,
+        alpha=p.alpha,
+        temperature=p.temperature,
+        seed=p.seed,
+        max_length=p.data.max_length,
+        train=train,
+        history=inputs.history,
+        metrics=metrics,
+        m=metrics[role],
+        speed=metrics["speed"],
         ratios=metrics["student_vs_teacher"],
-        speedup=speed["student_speedup"],
-        device=speed["device"],
-        example_text=example_text.replace('"', "'"),
+        speedup=metrics["speed"]["student_speedup"],
+        device=metrics["speed"]["device"],
+        throughput_batch=p.evaluate.throughput_batch_size,
+        data=inputs.data,
+        example_text=inputs.example_text.replace('"', "'"),
+        versions=_versions(),
         commit=_commit(),
+        fmt=lambda v, digits: "–" if v is None else f"{v:.{digits}f}",
+        pct=lambda v: f"{100 * v:.1f}%",
+        count=lambda v: f"{v:,}",
     )

@@ -84,6 +84,7 @@ class CardConfig(_Section):
     language: str = "en"
     dataset_name: str = "demo intents"
     dataset_id: str | None = None
+    dataset_citation: str | None = None
 
 
 class Params(_Section):

@@ -49,14 +49,13 @@ def _load_hub(spec: str) -> DatasetDict:
 def _is_clinc_layout(path: Path) -> bool:
     if path.suffix != ".json":
         return False
-    with path.open() as f:
-        head = f.read(1)
-    if head != "{":
-        return False
     try:
+        with path.open() as f:
+            if f.read(1) != "{":
+                return False
         keys = set(json.loads(path.read_text()))
-    except json.JSONDecodeError:
-        return False
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False  # not the CLINC layout; the json builder reports what is wrong with it
     return _CLINC_KEYS <= keys
 
 
@@ -88,13 +87,18 @@ def _load_files(files: dict[str, str]) -> DatasetDict:
     if len(suffixes) != 1:
         raise UserError(f"the split files mix formats ({sorted(suffixes)}); use one format.")
     builder = _BUILDERS[suffixes.pop()]
-    for f in files.values():
+    parts = {}
+    # One split at a time, so that an error names the file it comes from.
+    for split, f in files.items():
         if Path(f).stat().st_size == 0:
-            raise UserError(f"data file {f} is empty.")
-    try:
-        return datasets.load_dataset(builder, data_files=files)
-    except Exception as exc:  # the builders raise many types for an unreadable file
-        raise UserError(f"could not read {', '.join(files.values())} as {builder}: {exc}") from None
+            raise UserError(f"data file {f} is empty; give it a header and rows, or remove it.")
+        try:
+            parts[split] = datasets.load_dataset(builder, data_files=f, split="train")
+        except Exception as exc:  # the builders raise many types for an unreadable file
+            if "corresponds to no data" in str(exc):
+                raise UserError(f"split '{split}' has no rows ({f} has none); add rows.") from None
+            raise UserError(f"could not read {f} as {builder}: {exc}") from None
+    return DatasetDict(parts)
 
 
 def _load_local(path: Path) -> DatasetDict:

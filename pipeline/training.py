@@ -140,12 +140,31 @@ def train_classifier(
         seconds = time.perf_counter() - start
     log.info("%s: trained in %.1f s, validation %s", run_name, seconds, final)
     return {
-        "validation_accuracy": final["eval_accuracy"],
-        "validation_macro_f1": final["eval_macro_f1"],
-        "validation_loss": final["eval_loss"],
-        "train_seconds": seconds,
-        "device": str(args.device),
+        "validation": {
+            "accuracy": final["eval_accuracy"],
+            "macro_f1": final["eval_macro_f1"],
+            "loss": final["eval_loss"],
+        },
+        # Timing varies run to run; it lives under its own key so the rest compares exactly.
+        "timing": {"train_seconds": seconds, "device": str(args.device)},
+        "history": epoch_history(trainer.state.log_history),
     }
+
+
+def epoch_history(log_history: list[dict]) -> list[dict]:
+    """The Trainer's log as one row per epoch: training loss and validation metrics."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry or "train_runtime" in entry:
+            continue
+        row = rows.setdefault(round(entry["epoch"]), {"epoch": round(entry["epoch"])})
+        row["step"] = entry.get("step", row.get("step"))
+        if "loss" in entry:
+            row["training_loss"] = entry["loss"]
+        for key in ("eval_loss", "eval_accuracy", "eval_macro_f1"):
+            if key in entry:
+                row[key.replace("eval_", "validation_")] = entry[key]
+    return [rows[k] for k in sorted(rows)]
 
 
 def fit_and_save(
@@ -159,17 +178,20 @@ def fit_and_save(
     distill: tuple[float, float] | None = None,
     fit: bool = True,
 ) -> dict:
-    """A training stage's work: train with tracking, then write models/trained/<role> and
-    reports/<role>.json (each written whole or not at all)."""
+    """A training stage's work: train with tracking, then write models/trained/<role>,
+    reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all)."""
     encoded = tokenize(ds, tokenizer, params.data.max_length)
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
             model, tokenizer, encoded["train"], encoded["validation"], cfg, params.seed,
             stage, callbacks, distill=distill, fit=fit,
         )
+        history = report.pop("history")
         log_metrics(report)
     with atomic_dir(paths.trained(role)) as folder:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     write_json(paths.REPORTS / f"{role}.json", report)
+    # Per-epoch rows for the model card's training-results table.
+    write_json(paths.LIVE / stage / "history.json", {"epochs": history})
     return report

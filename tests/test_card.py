@@ -1,0 +1,88 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from pipeline.card import CardInputs, render
+from pipeline.config import parse_params
+
+PARAMS = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
+NAMES = ["balance", "oos", "transfer"]
+
+
+def role_metrics(acc: float, params: int) -> dict:
+    return {"accuracy": acc, "macro_f1": acc - 0.01, "ece": 0.05, "in_scope_accuracy": acc + 0.01,
+            "oos_recall": 0.8, "oos_precision": 0.9, "parameters": params, "size_mb": params / 2**18}
+
+
+METRICS = {
+    "teacher": role_metrics(0.93, 22_000_000),
+    "baseline": role_metrics(0.89, 17_000_000),
+    "student": role_metrics(0.9123, 17_000_000),
+    "student_vs_teacher": {"agreement": 0.95, "accuracy_ratio": 0.981, "parameter_ratio": 0.77,
+                           "size_ratio": 0.77},
+    "speed": {"device": "cpu (test)", "student_speedup": 1.9,
+              **{r: {"latency_ms_median": 5.0, "latency_ms_p95": 6.0, "throughput_per_s": 900.0}
+                 for r in ("teacher", "baseline", "student")}},
+}
+DATA = {"rows": {"train": 1100, "validation": 330, "test": 600}}
+HISTORY = [{"epoch": e, "step": 35 * e, "training_loss": 1.0 / e, "validation_loss": 0.5 / e,
+            "validation_accuracy": 0.8 + e / 100, "validation_macro_f1": 0.79 + e / 100}
+           for e in (1, 2)]
+
+
+def card_for(metrics=METRICS, role="student"):
+    inputs = CardInputs(PARAMS, metrics, DATA, HISTORY, NAMES, 'what is my "balance"')
+    return str(render(inputs, role))
+
+
+def test_metadata_round_trips_through_model_card_data():
+    card = ModelCard(card_for())
+    data = card.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "text-classification"
+    assert {"knowledge-distillation", "generated_from_trainer"} <= set(data.tags)
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    results = {r.metric_name: r.metric_value for r in data.eval_results}
+    assert results["accuracy"] == 0.9123 and results["oos_recall"] == 0.8
+    assert all(r.dataset_split == "test" for r in data.eval_results)
+    again = ModelCard(str(card))
+    assert again.data.to_dict() == data.to_dict()
+
+
+def test_a_changed_metric_changes_the_card():
+    before = card_for()
+    changed = copy.deepcopy(METRICS)
+    changed["student"]["accuracy"] = 0.8765
+    after = card_for(changed)
+    assert "0.9123" in before and "0.9123" not in after
+    assert "0.8765" in after
+    assert ModelCard(after).data.eval_results[0].metric_value == 0.8765
+
+
+def test_body_has_the_sections_users_look_for():
+    card = card_for()
+    for heading in ("## How it was made", "## Intended uses and limitations", "## How to use",
+                    "## Training procedure", "### Training results", "## Evaluation",
+                    "## Framework versions", "## How to reproduce"):
+        assert heading in card
+    assert "alpha = 0.5" in card and "temperature T = 4.0" in card
+    assert "| 2 | 70 | 0.5000 | 0.2500 | 0.8200 | 0.8100 |" in card
+    assert 'pipeline("text-classification"' in card
+
+
+def test_teacher_card_is_its_own():
+    card = ModelCard(card_for(role="teacher"))
+    assert card.data.model_name.endswith("-teacher")
+    assert "knowledge-distillation" not in card.data.tags
+    assert card.data.eval_results[0].metric_value == 0.93
+
+
+@pytest.mark.parametrize("key", ["accuracy", "macro_f1"])
+def test_no_nested_dicts_in_model_index(key):
+    index = ModelCard(card_for()).data.to_dict()["model-index"]
+    for result in index[0]["results"]:
+        for metric in result["metrics"]:
+            assert isinstance(metric["value"], float)
