@@ -53,9 +53,25 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
+def anchored_uri(uri: str, cwd: Path | None = None) -> str:
+    """A relative sqlite URI made absolute at the project root.
+
+    Queued DVC experiments run in a copy of the project under .dvc/tmp/exps/; anchored at the
+    project root, their runs land in the project's own database, beside every other run.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    here = str((cwd or Path.cwd()).resolve())
+    root = Path(here.split(f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}")[0])
+    return prefix + str(root / uri.removeprefix(prefix))
+
+
 def _configure(params: Params) -> None:
     # The Trainer's MLflowCallback reads the environment, so the URI goes there too.
-    uri = os.environ.setdefault("MLFLOW_TRACKING_URI", params.tracking.mlflow_uri)
+    uri = os.environ.setdefault(
+        "MLFLOW_TRACKING_URI", anchored_uri(params.tracking.mlflow_uri)
+    )
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", params.tracking.experiment)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])

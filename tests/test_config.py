@@ -45,3 +45,14 @@ def test_bad_values_name_key_and_value(path, value, message):
 def test_missing_params_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_relative_mlflow_db_is_anchored_at_the_project_root(tmp_path):
+    from pipeline.tracking import anchored_uri
+
+    queued = tmp_path / ".dvc" / "tmp" / "exps" / "tmpab12"
+    queued.mkdir(parents=True)
+    assert anchored_uri("sqlite:///mlflow.db", queued) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert anchored_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert anchored_uri("sqlite:////abs/m.db", queued) == "sqlite:////abs/m.db"
+    assert anchored_uri("http://tracking:5000", queued) == "http://tracking:5000"
