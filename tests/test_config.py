@@ -24,6 +24,12 @@ def test_default_params_are_valid():
     assert 0 <= params.alpha <= 1 and params.temperature > 0
 
 
+@pytest.mark.parametrize("name", ["clinc150.yaml", "clinc150-book.yaml"])
+def test_shipped_task_params_are_valid(name):
+    params = load_params(Path(__file__).parents[1] / "configs" / name)
+    assert params.data.oos_label == "oos"
+
+
 def test_unknown_key_suggests_the_close_one():
     raw = with_change("teacher.train.learnig_rate", 0.1)
     with pytest.raises(UserError, match=r"unknown key 'teacher.train.learnig_rate'.*"
