@@ -134,3 +134,32 @@ def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: s
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def grid_heatmap(values: dict[tuple[float, float], float], path: Path, title: str,
+                 label: str, reference: dict[str, float]) -> None:
+    """values: (alpha, temperature) -> score; `reference` lines (name -> score) go in the
+    caption so the grid reads against the teacher and the undistilled student."""
+    alphas = sorted({a for a, _ in values})
+    temps = sorted({t for _, t in values})
+    grid = np.full((len(temps), len(alphas)), np.nan)
+    for (a, t), v in values.items():
+        grid[temps.index(t), alphas.index(a)] = v
+    fig, ax = plt.subplots(figsize=(1.3 * len(alphas) + 3, 0.9 * len(temps) + 2.4))
+    image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    fig.colorbar(image, ax=ax, label=label)
+    best = np.nanmax(grid)
+    for (r, c), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=9,
+                    fontweight="bold" if v == best else "normal",
+                    color="black" if v > np.nanmin(grid) + 0.6 * (best - np.nanmin(grid)) else "white")
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_yticks(range(len(temps)), [f"{t:g}" for t in temps])
+    ax.set_xlabel("alpha (weight of the hard-label loss)")
+    ax.set_ylabel("temperature")
+    caption = ", ".join(f"{k} {v:.3f}" for k, v in reference.items())
+    ax.set_title(f"{title}\n{caption}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
