@@ -128,3 +128,18 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     out = run(["dvc", "exp", "run", "-S", "alpha=0.3"], repo)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"distill", "evaluate", "card"}
+
+
+def test_forced_rerun_gives_the_same_numbers(repo):
+    def numbers():
+        metrics = json.loads((repo / "reports/metrics.json").read_text())
+        metrics.pop("speed")  # wall-clock timings: the only fields allowed to differ
+        for role in ("teacher", "baseline", "student"):
+            stage = {"student": "distill"}.get(role, role)
+            history = json.loads((repo / f"reports/live/{stage}/history.json").read_text())
+            metrics[f"{role}_history"] = history
+        return metrics
+
+    before = numbers()
+    run(["dvc", "repro", "--force"], repo)
+    assert numbers() == before
