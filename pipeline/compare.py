@@ -3,7 +3,7 @@ distilled student's accuracy over alpha and temperature.
 
     dvc exp run --queue -S alpha=0.2,0.5,0.8 -S temperature=2,4,8
     dvc queue start -j 1
-    python -m pipeline.compare          # writes reports/compare.md and reports/plots/compare.png
+    python -m pipeline.compare          # writes reports/compare.md and reports/compare.png
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline import plots
 from pipeline.errors import UserError, stage_main
 from pipeline.outputs import write_text
-from pipeline.paths import METRICS, PARAMS, PLOTS, REPORTS
+from pipeline.paths import METRICS, PARAMS, REPORTS
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def dvc_exp_show() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPORTS / "compare.md")
-    parser.add_argument("--figure", type=Path, default=PLOTS / "compare.png")
+    # Beside the table, not in reports/plots: that folder is an output of the evaluate stage.
+    parser.add_argument("--figure", type=Path, default=REPORTS / "compare.png")
     args = parser.parse_args()
     rows = experiments(dvc_exp_show())
     if not rows:

@@ -22,3 +22,8 @@ def trained(role: str) -> Path:
 def release(role: str) -> Path:
     """The folder the card stage writes for publishing: models/<role>, weights + card."""
     return RELEASE / role
+
+
+def checkpoints(stage: str) -> Path:
+    """Per-epoch checkpoints of a running training stage; removed when the stage completes."""
+    return TRAINED.parent / "checkpoints" / stage

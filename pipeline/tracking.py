@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import subprocess
@@ -99,6 +100,27 @@ class EpochDVCLiveCallback(DVCLiveCallback):
         super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
 
+class ReplayOnResume(TrainerCallback):
+    """On a run resumed from a checkpoint, hand the epochs logged before the interruption to
+    `callbacks` again.
+
+    DVC clears a stage's outputs before it reruns the stage and the MLflow run is a new one, so
+    without this the plots and the run would start at the resumed epoch. Goes last in the
+    Trainer's callbacks, so the others are set up when it replays.
+    """
+
+    def __init__(self, callbacks: list[TrainerCallback]):
+        self.callbacks = callbacks
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for entry in state.log_history:
+            then = copy.copy(state)
+            then.epoch, then.global_step = entry["epoch"], entry["step"]
+            logs = {k: v for k, v in entry.items() if k != "step"}
+            for callback in self.callbacks:
+                callback.on_log(args, then, control, logs=logs)
+
+
 @contextmanager
 def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
     """Trainer callbacks that log every epoch to the active MLflow run and to DVCLive.
@@ -108,7 +130,8 @@ def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
     """
     live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False)
     try:
-        yield [MLflowCallback(), EpochDVCLiveCallback(live=live)]
+        loggers = [MLflowCallback(), EpochDVCLiveCallback(live=live)]
+        yield [*loggers, ReplayOnResume(loggers)]
     finally:
         live.end()
 

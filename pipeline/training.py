@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from pipeline import paths
+from pipeline import checkpoints, paths
 from pipeline.config import Params, TrainConfig
 from pipeline.distill import TEACHER_LOGITS, DistillationTrainer
 from pipeline.metrics import accuracy_and_f1
@@ -70,7 +70,9 @@ def _compute_metrics(pred: EvalPrediction) -> dict:
     return accuracy_and_f1(pred.label_ids, logits.argmax(-1))
 
 
-def training_arguments(cfg: TrainConfig, seed: int, output_dir: str, run_name: str) -> TrainingArguments:
+def training_arguments(
+    cfg: TrainConfig, seed: int, output_dir: str | Path, run_name: str
+) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
@@ -84,7 +86,9 @@ def training_arguments(cfg: TrainConfig, seed: int, output_dir: str, run_name: s
         warmup_steps=cfg.warmup_ratio,
         eval_strategy="epoch",
         logging_strategy="epoch",
-        save_strategy="no",
+        # One checkpoint per epoch, the last only: what a killed stage resumes from.
+        save_strategy="epoch",
+        save_total_limit=1,
         seed=seed,
         data_seed=seed,
         bf16=bf16,
@@ -106,38 +110,42 @@ def train_classifier(
     seed: int,
     run_name: str,
     callbacks: list[TrainerCallback],
+    checkpoint_dir: Path,
+    resume_from: Path | None = None,
     distill: tuple[float, float] | None = None,
     fit: bool = True,
 ) -> dict:
     """Train in place; return the final validation metrics and the training time.
 
+    Checkpoints go to `checkpoint_dir` each epoch; `resume_from` is one of them to continue.
     `distill` is (alpha, temperature): the datasets then carry a `teacher_logits` column.
     With `fit` false the model is only evaluated (an already fine-tuned teacher).
     """
-    with tempfile.TemporaryDirectory(prefix=f"{run_name}-") as scratch:
-        args = training_arguments(cfg, seed, scratch, run_name)
-        kwargs = dict(
-            model=model,
-            args=args,
-            train_dataset=train,
-            eval_dataset=validation,
-            data_collator=ClassificationCollator(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=_compute_metrics,
-            callbacks=callbacks,
-        )
-        if distill is None:
-            trainer = Trainer(**kwargs)
-        else:
-            trainer = DistillationTrainer(**kwargs, alpha=distill[0], temperature=distill[1])
-        start = time.perf_counter()
-        if fit:
-            trainer.train()
-            # The last epoch's evaluation; evaluating again would log a duplicate point.
-            final = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
-        else:
-            final = trainer.evaluate()
-        seconds = time.perf_counter() - start
+    args = training_arguments(cfg, seed, checkpoint_dir, run_name)
+    kwargs = dict(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=validation,
+        data_collator=ClassificationCollator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_compute_metrics,
+        callbacks=callbacks,
+    )
+    if distill is None:
+        trainer = Trainer(**kwargs)
+    else:
+        trainer = DistillationTrainer(**kwargs, alpha=distill[0], temperature=distill[1])
+    start = time.perf_counter()
+    if fit:
+        if resume_from is not None:
+            log.info("%s: resuming from %s", run_name, resume_from)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        # The last epoch's evaluation; evaluating again would log a duplicate point.
+        final = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
+    else:
+        final = trainer.evaluate()
+    seconds = time.perf_counter() - start
     log.info("%s: trained in %.1f s, validation %s", run_name, seconds, final)
     return {
         "validation": {
@@ -181,10 +189,13 @@ def fit_and_save(
     """A training stage's work: train with tracking, then write models/trained/<role>,
     reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all)."""
     encoded = tokenize(ds, tokenizer, params.data.max_length)
+    checkpoint_dir = paths.checkpoints(stage)
+    stamp = checkpoints.fingerprint(stage, params, encoded["train"], encoded["validation"])
+    resume_from = checkpoints.latest(checkpoint_dir, stamp) if fit else None
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
             model, tokenizer, encoded["train"], encoded["validation"], cfg, params.seed,
-            stage, callbacks, distill=distill, fit=fit,
+            stage, callbacks, checkpoint_dir, resume_from=resume_from, distill=distill, fit=fit,
         )
         history = report.pop("history")
         log_metrics(report)
@@ -194,4 +205,5 @@ def fit_and_save(
     write_json(paths.REPORTS / f"{role}.json", report)
     # Per-epoch rows for the model card's training-results table.
     write_json(paths.LIVE / stage / "history.json", {"epochs": history})
+    checkpoints.clear(checkpoint_dir)
     return report

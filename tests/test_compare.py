@@ -48,13 +48,12 @@ def test_rows_are_every_run_with_metrics_best_first(show):
 
 def test_report_has_the_table_and_the_plot(show, tmp_path):
     rows = experiments(show)
-    out, figure = tmp_path / "compare.md", tmp_path / "plots" / "compare.png"
-    figure.parent.mkdir()
+    out, figure = tmp_path / "compare.md", tmp_path / "compare.png"
     write_report(rows, out, figure)
     text = out.read_text()
     assert "| exp-best | 0.8 | 8 |" in text and "0.9300" in text
     assert text.index("exp-best") < text.index("exp-low")
-    assert "](plots/compare.png)" in text
+    assert "](compare.png)" in text
     assert figure.stat().st_size > 10_000
 
 

@@ -4,7 +4,9 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -130,16 +132,47 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     assert ran == {"distill", "evaluate", "card"}
 
 
-def test_forced_rerun_gives_the_same_numbers(repo):
-    def numbers():
-        metrics = json.loads((repo / "reports/metrics.json").read_text())
-        metrics.pop("speed")  # wall-clock timings: the only fields allowed to differ
-        for role in ("teacher", "baseline", "student"):
-            stage = {"student": "distill"}.get(role, role)
-            history = json.loads((repo / f"reports/live/{stage}/history.json").read_text())
-            metrics[f"{role}_history"] = history
-        return metrics
+def comparable_numbers(repo: Path) -> dict:
+    """metrics.json and the per-epoch histories, without the wall-clock timings."""
+    numbers = json.loads((repo / "reports/metrics.json").read_text())
+    numbers.pop("speed")  # timings: the only fields allowed to differ between runs
+    for stage in ("teacher", "baseline", "distill"):
+        numbers[stage] = json.loads((repo / f"reports/live/{stage}/history.json").read_text())
+    return numbers
 
-    before = numbers()
+
+def test_forced_rerun_gives_the_same_numbers(repo):
+    before = comparable_numbers(repo)
     run(["dvc", "repro", "--force"], repo)
-    assert numbers() == before
+    assert comparable_numbers(repo) == before
+
+
+def locked_out(repo: Path, stage: str, path: str) -> str:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == path)
+
+
+def test_distill_killed_midway_resumes_to_the_same_model(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["student"]["train"]["epochs"] = 12  # a window to kill it in
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], repo)
+    expected = comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")
+
+    proc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "distill"], cwd=repo,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = repo / "models/checkpoints/distill"
+    deadline = time.monotonic() + 600
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "distill ended before its first checkpoint was seen"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (repo / "models/trained/student").exists()  # DVC cleared it; nothing half-written
+
+    out = run(["dvc", "repro"], repo)
+    assert "distill: resuming from" in out
+    assert not checkpoints.exists()  # a completed stage leaves no checkpoints behind
+    assert (comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")) == expected

@@ -1,0 +1,63 @@
+"""Per-epoch Trainer checkpoints of a training stage, so that a killed stage resumes.
+
+A stage's checkpoints live in models/checkpoints/<stage> beside a fingerprint of everything the
+training depends on (params and the encoded training data). A rerun resumes only from a
+checkpoint with the same fingerprint; anything else there is stale and is cleared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from datasets import Dataset
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from pipeline.config import Params
+
+log = logging.getLogger(__name__)
+
+STAMP = "fingerprint.txt"
+# Params that do not change what training produces.
+NOT_TRAINING = {"evaluate", "tracking", "card"}
+
+
+def fingerprint(stage: str, params: Params, *splits: Dataset) -> str:
+    digest = hashlib.sha256(stage.encode())
+    digest.update(json.dumps(params.model_dump(mode="json", exclude=NOT_TRAINING),
+                             sort_keys=True).encode())
+    for split in splits:
+        for batch in split.with_format("arrow")[:].to_batches():
+            digest.update(batch.serialize())
+    return digest.hexdigest()
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "trainer_state.json").is_file()
+
+
+def latest(folder: Path, stamp: str) -> Path | None:
+    """The newest complete checkpoint in `folder` made with the same fingerprint, else None.
+
+    Without one, `folder` is emptied and stamped for this run's checkpoints."""
+    stamp_file = folder / STAMP
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        found = sorted(
+            (p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if _complete(p)),
+            key=lambda p: int(p.name.rsplit("-", 1)[1]),
+        )
+        if found:
+            return found[-1]
+    elif folder.exists():
+        log.info("clearing %s: its checkpoints come from other params or data", folder)
+    clear(folder)
+    folder.mkdir(parents=True)
+    stamp_file.write_text(stamp)
+    return None
+
+
+def clear(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
