@@ -26,33 +26,41 @@ def _sync() -> None:
 
 @torch.inference_mode()
 def latency_ms(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    models: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]],
     texts: list[str],
     runs: int,
     warmup: int,
     max_length: int,
-) -> dict[str, float]:
-    """Batch-1 latency of tokenised queries (median and p95 over `runs`, after `warmup`)."""
+) -> dict[str, dict[str, float]]:
+    """Batch-1 latency of tokenised queries per model (median and p95 over `runs`, after
+    `warmup`).
+
+    The models take turns query by query: on a shared machine the speed drifts, and timing one
+    model after the other would charge the drift to whichever ran last.
+    """
     dev = device()
-    model.to(dev).eval()
-    encoded = [
-        tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt").to(dev)
-        for t in texts[: max(runs, warmup)]
-    ]
-    for enc in encoded[:warmup]:
-        model(**enc)
-    times = []
+    queries = texts[: max(runs, warmup)]
+    encoded = {}
+    for name, (model, tokenizer) in models.items():
+        model.to(dev).eval()
+        encoded[name] = [
+            tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt").to(dev)
+            for t in queries
+        ]
+        for enc in encoded[name][:warmup]:
+            model(**enc)
+    times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(runs):
-        enc = encoded[i % len(encoded)]
-        _sync()
-        start = time.perf_counter()
-        model(**enc)
-        _sync()
-        times.append((time.perf_counter() - start) * 1000)
+        for name, (model, _) in models.items():
+            enc = encoded[name][i % len(queries)]
+            _sync()
+            start = time.perf_counter()
+            model(**enc)
+            _sync()
+            times[name].append((time.perf_counter() - start) * 1000)
     return {
-        "latency_ms_median": float(np.median(times)),
-        "latency_ms_p95": float(np.percentile(times, 95)),
+        name: {"latency_ms_median": float(np.median(t)), "latency_ms_p95": float(np.percentile(t, 95))}
+        for name, t in times.items()
     }
 
 

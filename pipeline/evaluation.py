@@ -34,8 +34,10 @@ def evaluate_models(
     metrics: dict = {}
     speed: dict = {"device": bench.device_name()}
     all_logits: dict[str, np.ndarray] = {}
+    loaded = {}
     for role, folder in folders.items():
         model, tokenizer = load_classifier(folder), load_tokenizer(str(folder))
+        loaded[role] = (model, tokenizer)
         logits = predict_logits(model, tokenizer, texts, cfg.batch_size, max_length, desc=role)
         all_logits[role] = logits
         metrics[role] = {
@@ -43,13 +45,15 @@ def evaluate_models(
             "parameters": count_parameters(model),
             "size_mb": bench.size_on_disk_mb(folder),
         }
+        log.info("%s: %s", role, metrics[role])
+    latency = bench.latency_ms(loaded, texts, cfg.latency_runs, cfg.latency_warmup, max_length)
+    for role, (model, tokenizer) in loaded.items():
         speed[role] = {
-            **bench.latency_ms(model, tokenizer, texts, cfg.latency_runs, cfg.latency_warmup, max_length),
+            **latency[role],
             "throughput_per_s": bench.throughput(
                 model, tokenizer, texts, cfg.throughput_batch_size, max_length
             ),
         }
-        log.info("%s: %s", role, metrics[role])
     teacher, student = metrics["teacher"], metrics["student"]
     metrics["student_vs_teacher"] = {
         "agreement": agreement(all_logits["student"].argmax(-1), all_logits["teacher"].argmax(-1)),
