@@ -149,7 +149,9 @@ def main() -> None:
 
         # (c): the same batches, no Trainer, no distillation loss.
         floor = copy.deepcopy(student0).train()
-        optimizer = torch.optim.AdamW(floor.parameters(), lr=1e-4, weight_decay=0.01)
+        # The Trainer's own optimizer choice (fused AdamW on torch 2.13), so only the loop differs.
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(stage_args)
+        optimizer = optimizer_cls(floor.parameters(), **optimizer_kwargs)
         batches = []
         for batch in trainer_b.get_train_dataloader():
             batches.append({k: v for k, v in batch.items() if k != TEACHER_LOGITS})

@@ -49,13 +49,20 @@ def _records(nodes: list[dict], parent: str | None = None) -> Iterator[dict]:
 
 
 def experiments(show: list[dict]) -> list[dict]:
-    """One row per experiment (and the workspace/commit it hangs off) that has metrics."""
-    rows = []
-    for rec in _records(show):
+    """One row per distinct run with metrics: the commit, its experiments, the workspace."""
+    rows, seen = [], set()
+    # The workspace after a `dvc repro` repeats its commit, and an experiment with the commit's
+    # params repeats it too: one row per distinct result, named by a commit where possible.
+    records = sorted(_records(show), key=lambda rec: rec["name"] == "workspace")
+    for rec in records:
         params = (rec["data"].get("params") or {}).get(str(PARAMS), {}).get("data")
         metrics = (rec["data"].get("metrics") or {}).get(str(METRICS), {}).get("data")
         if not params or not metrics:
             continue
+        key = json.dumps([params, metrics], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
         row = {"experiment": rec["name"], "alpha": params["alpha"],
                "temperature": params["temperature"],
                "student lr": params["student"]["train"]["learning_rate"],
