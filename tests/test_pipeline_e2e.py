@@ -22,8 +22,13 @@ TINY_MODEL = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 
               "intermediate_size": 64}
 
 
+# A Hub token in the environment, as users have one; it must not reach any output.
+TOKEN = "hf_e2eSecretTokenThatMustNotLeak"
+
+
 def run(cmd, cwd):
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=os.environ.copy())
+    env = {**os.environ, "HF_TOKEN": TOKEN}
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
     return out.stdout + out.stderr
 
@@ -97,6 +102,13 @@ def test_student_folder_is_a_pipeline_model_with_card(repo):
     card = (repo / "models/student/README.md").read_text()
     assert card.startswith("---\n") and "knowledge-distillation" in card
     assert card == (repo / "reports/model_card.md").read_text()
+
+
+def test_hub_token_reaches_no_output(repo):
+    written = [repo / "mlflow.db", repo / "dvc.lock", *(repo / "reports").rglob("*"),
+               *(repo / "models").rglob("*")]
+    leaks = [p for p in written if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
 
 
 def test_epoch_logs_reach_dvc_plots(repo):
