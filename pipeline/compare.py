@@ -36,16 +36,14 @@ COLUMNS = [
 ]
 
 
-def _records(nodes: list[dict], parent: str | None = None) -> Iterator[dict]:
-    """Walk `dvc exp show --json`: commits, each with its experiments, each with its revs."""
+def _records(nodes: list[dict]) -> Iterator[tuple[str, dict]]:
+    """Walk `dvc exp show --json`: commits, each with its experiments, each with its revs.
+    Yields (name, data) for every node that has data."""
     for node in nodes:
         for rev in node.get("revs", [node]):
-            data = rev.get("data") or {}
-            if data:
-                yield {"name": rev.get("name") or rev.get("rev"), "parent": parent,
-                       "rev": data.get("rev") or rev.get("rev"), "data": data}
-            for exp in rev.get("experiments") or []:
-                yield from _records([exp], parent=rev.get("name") or rev.get("rev"))
+            if data := rev.get("data"):
+                yield rev.get("name") or rev.get("rev"), data
+            yield from _records(rev.get("experiments") or [])
 
 
 def experiments(show: list[dict]) -> list[dict]:
@@ -53,17 +51,17 @@ def experiments(show: list[dict]) -> list[dict]:
     rows, seen = [], set()
     # The workspace after a `dvc repro` repeats its commit, and an experiment with the commit's
     # params repeats it too: one row per distinct result, named by a commit where possible.
-    records = sorted(_records(show), key=lambda rec: rec["name"] == "workspace")
-    for rec in records:
-        params = (rec["data"].get("params") or {}).get(str(PARAMS), {}).get("data")
-        metrics = (rec["data"].get("metrics") or {}).get(str(METRICS), {}).get("data")
+    records = sorted(_records(show), key=lambda rec: rec[0] == "workspace")
+    for name, data in records:
+        params = (data.get("params") or {}).get(str(PARAMS), {}).get("data")
+        metrics = (data.get("metrics") or {}).get(str(METRICS), {}).get("data")
         if not params or not metrics:
             continue
-        key = json.dumps([params, metrics], sort_keys=True)
-        if key in seen:
+        result = json.dumps([params, metrics], sort_keys=True)
+        if result in seen:
             continue
-        seen.add(key)
-        row = {"experiment": rec["name"], "alpha": params["alpha"],
+        seen.add(result)
+        row = {"experiment": name, "alpha": params["alpha"],
                "temperature": params["temperature"],
                "student lr": params["student"]["train"]["learning_rate"],
                "student epochs": params["student"]["train"]["epochs"]}
@@ -104,8 +102,9 @@ def write_report(rows: list[dict], out: Path, figure: Path) -> None:
 
 def dvc_exp_show() -> list[dict]:
     try:
-        done = subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True,
-                              text=True)
+        # Every commit's experiments: a grid queued before the latest commit still counts.
+        done = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], check=True,
+                              capture_output=True, text=True)
     except subprocess.CalledProcessError as err:
         raise UserError(f"`dvc exp show --json` failed: {err.stderr.strip()}") from None
     return json.loads(done.stdout)
