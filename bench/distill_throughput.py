@@ -37,7 +37,8 @@ from pipeline.config import DataConfig, TeacherConfig, TrainConfig
 from pipeline.data import prepare_dataset
 from pipeline.distill import TEACHER_LOGITS, DistillationTrainer, distillation_loss
 from pipeline.models import build_teacher, load_tokenizer, resolve, student_from_teacher
-from pipeline.training import ClassificationCollator, tokenize, training_arguments
+from pipeline.tasks import TextTask
+from pipeline.training import ClassificationCollator, training_arguments
 
 CLINC = Path(__file__).parents[1].parent / "shared/data/clinc150/data_oos_plus.json"
 
@@ -110,11 +111,13 @@ def main() -> None:
     student0 = student_from_teacher(teacher, [int(i) for i in args.layers.split(",")])
 
     start = time.perf_counter()
-    soft = soft_targets.compute(teacher, tokenizer, {"train": train, "validation": held}, 128, 64)
+    text = TextTask()
+    soft = soft_targets.compute(teacher, tokenizer, text, {"train": train, "validation": held},
+                                128, 64)
     soft_seconds = time.perf_counter() - start
-    encoded = tokenize(DatasetDict({"train": soft_targets.attach(train, soft["train"]),
-                                    "validation": soft_targets.attach(held, soft["validation"])}),
-                       tokenizer, 64)
+    encoded = text.encode(DatasetDict({"train": soft_targets.attach(train, soft["train"]),
+                                       "validation": soft_targets.attach(held, soft["validation"])}),
+                          tokenizer, 64)
     mean_tokens = sum(encoded["train"]["length"]) / len(encoded["train"])
     plain = encoded["train"].select_columns(["input_ids", "token_type_ids", "attention_mask",
                                              "label"])

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from pipeline.inference import device
+from pipeline.tasks import ImageTask, Processor, TextTask
 
 
 def device_name() -> str:
@@ -26,27 +29,25 @@ def _sync() -> None:
 
 @torch.inference_mode()
 def latency_ms(
-    models: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]],
-    texts: list[str],
+    models: dict[str, tuple[PreTrainedModel, Processor]],
+    task: TextTask | ImageTask,
+    inputs: Sequence[Any],
     runs: int,
     warmup: int,
     max_length: int,
 ) -> dict[str, dict[str, float]]:
-    """Batch-1 latency of tokenised queries per model (median and p95 over `runs`, after
+    """Batch-1 latency of preprocessed inputs per model (median and p95 over `runs`, after
     `warmup`).
 
     The models take turns query by query: on a shared machine the speed drifts, and timing one
     model after the other would charge the drift to whichever ran last.
     """
     dev = device()
-    queries = texts[: max(runs, warmup)]
+    queries = inputs[: max(runs, warmup)]
     encoded = {}
-    for name, (model, tokenizer) in models.items():
+    for name, (model, processor) in models.items():
         model.to(dev).eval()
-        encoded[name] = [
-            tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt").to(dev)
-            for t in queries
-        ]
+        encoded[name] = [task.batch(processor, [x], max_length).to(dev) for x in queries]
         for enc in encoded[name][:warmup]:
             model(**enc)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -67,18 +68,18 @@ def latency_ms(
 @torch.inference_mode()
 def throughput(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
+    processor: Processor,
+    task: TextTask | ImageTask,
+    inputs: Sequence[Any],
     batch_size: int,
     max_length: int,
 ) -> float:
-    """Examples per second at `batch_size`, over all of `texts` after one warm-up batch."""
+    """Examples per second at `batch_size`, over all of `inputs` after one warm-up batch."""
     dev = device()
     model.to(dev).eval()
     batches = [
-        tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length,
-                  padding=True, return_tensors="pt").to(dev)
-        for i in range(0, len(texts), batch_size)
+        task.batch(processor, inputs[i : i + batch_size], max_length).to(dev)
+        for i in range(0, len(inputs), batch_size)
     ]
     model(**batches[0])
     _sync()
@@ -86,7 +87,7 @@ def throughput(
     for enc in batches:
         model(**enc)
     _sync()
-    return len(texts) / (time.perf_counter() - start)
+    return len(inputs) / (time.perf_counter() - start)
 
 
 def size_on_disk_mb(folder: str | Path) -> float:

@@ -10,9 +10,9 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipeline.config import Params
+from pipeline.models import BUILTIN_CONFIGS
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-TASK = "text-classification"
 # Packaged aliases and the Hub ids of the same weights, for `base_model`.
 HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 # Report keys that go into the model-index, with their Hub metric types.
@@ -30,7 +30,7 @@ class CardInputs:
     data: dict  # reports/data.json
     history: list[dict]  # per-epoch rows of the model's training stage
     names: list[str]
-    example_text: str
+    example_text: str | None  # a test query, for the usage snippet (None for images)
 
 
 def _commit() -> str:
@@ -48,6 +48,8 @@ def hub_id(model: str | None) -> str | None:
         return None
     if model in HUB_IDS:
         return HUB_IDS[model]
+    if model in BUILTIN_CONFIGS:
+        return None
     return model if "/" in model and not Path(model).exists() else None
 
 
@@ -61,7 +63,7 @@ def card_data(inputs: CardInputs, role: str) -> ModelCardData:
     dataset_type = p.card.dataset_id or dataset_name.lower().replace(" ", "-")
     results = [
         EvalResult(
-            task_type=TASK, dataset_type=dataset_type, dataset_name=dataset_name,
+            task_type=p.task, dataset_type=dataset_type, dataset_name=dataset_name,
             dataset_split="test", metric_type=hub_type, metric_name=key,
             metric_value=round(float(m[key]), 4),
         )
@@ -72,11 +74,11 @@ def card_data(inputs: CardInputs, role: str) -> ModelCardData:
         name = p.card.model_name
     else:
         base, name = hub_id(p.teacher.model), f"{p.card.model_name}-teacher"
-    tags = [TASK, "generated_from_trainer"] + (["knowledge-distillation"] if role == "student" else [])
+    tags = [p.task, "generated_from_trainer"] + (["knowledge-distillation"] if role == "student" else [])
     return ModelCardData(
         model_name=name,
         library_name="transformers",
-        pipeline_tag=TASK,
+        pipeline_tag=p.task,
         license=p.card.license,
         language=p.card.language,
         tags=tags,
@@ -87,8 +89,15 @@ def card_data(inputs: CardInputs, role: str) -> ModelCardData:
     )
 
 
+def _builtin_description(model: str, overrides: dict | None) -> str:
+    return BUILTIN_CONFIGS[model](**(overrides or {})).describe()
+
+
 def _student_init(p: Params) -> tuple[str, str]:
     s = p.student
+    if s.model in BUILTIN_CONFIGS:
+        description = _builtin_description(s.model, s.config_overrides)
+        return f"{description}, built from a config with random weights", description
     if s.init == "teacher_layers":
         return (f"the teacher's embeddings, classifier and its layers {s.layers} "
                 "(DistilBERT-style initialisation)", f"{len(s.layers)}-layer")
@@ -103,6 +112,9 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
     init, architecture = _student_init(p)
     if role == "teacher":
         architecture = f"{metrics['teacher']['parameters'] / 1e6:.1f}M-parameter"
+    teacher_builtin = p.teacher.model in BUILTIN_CONFIGS
+    teacher_model = (_builtin_description(p.teacher.model, p.teacher.config_overrides)
+                     if teacher_builtin else f"`{p.teacher.model}`")
     train = p.student.train if role == "student" else p.teacher.train
     return ModelCard.from_template(
         card_data(inputs, role),
@@ -111,7 +123,11 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         model_name=p.card.model_name if role == "student" else f"{p.card.model_name}-teacher",
         architecture=architecture,
         student_init=init,
-        teacher_model=p.teacher.model,
+        task=p.task,
+        is_text=p.task == "text-classification",
+        custom_code=p.student.model in BUILTIN_CONFIGS if role == "student" else teacher_builtin,
+        teacher_model=teacher_model,
+        teacher_builtin=teacher_builtin,
         teacher_finetuned=p.teacher.finetune,
         num_labels=len(inputs.names),
         dataset_name=p.card.dataset_name,
@@ -132,7 +148,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         device=metrics["speed"]["device"],
         throughput_batch=p.evaluate.throughput_batch_size,
         data=inputs.data,
-        example_text=inputs.example_text.replace('"', "'"),
+        example_text=(inputs.example_text or "").replace('"', "'"),
         versions=_versions(),
         commit=_commit(),
         fmt=lambda v, digits: "–" if v is None else f"{v:.{digits}f}",

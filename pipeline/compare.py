@@ -1,7 +1,9 @@
-"""Compare DVC experiments: a table of params and key metrics, best first, and a plot of the
-distilled student's accuracy over alpha and temperature.
+"""Compare DVC experiments: a table of params and key metrics, best first, a plot of the
+distilled student's accuracy over alpha and temperature, and the mean and spread over seeds of
+runs that differ only in their seed.
 
     dvc exp run --queue -S alpha=0.2,0.5,0.8 -S temperature=2,4,8
+    dvc exp run --queue -S seed=1,2,3
     dvc queue start -j 1
     python -m pipeline.compare          # writes reports/compare.md and reports/compare.png
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,35 +64,93 @@ def experiments(show: list[dict]) -> list[dict]:
         if result in seen:
             continue
         seen.add(result)
-        row = {"experiment": name, "alpha": params["alpha"],
+        rest = {k: v for k, v in params.items() if k != "seed"}
+        row = {"experiment": name, "seed": params.get("seed"), "alpha": params["alpha"],
                "temperature": params["temperature"],
                "student lr": params["student"]["train"]["learning_rate"],
                "student epochs": params["student"]["train"]["epochs"]}
         for title, (role, key) in COLUMNS:
             row[title] = metrics.get(role, {}).get(key)
+        # Runs with equal params but for the seed form one group in the seeds table.
+        row[GROUP] = json.dumps(rest, sort_keys=True)
         rows.append(row)
     return sorted(rows, key=lambda r: (-(r["student acc"] or 0), -(r["student macro-F1"] or 0)))
 
 
+GROUP = "_params_but_seed"
+PLAIN = ("alpha", "temperature", "student lr", "seed")
+
+
 def markdown_table(rows: list[dict]) -> str:
-    head = list(rows[0])
+    # Columns that no run has (oos figures of a data set without oos) are left out.
+    head = [k for k in rows[0] if not k.startswith("_") and any(r[k] is not None for r in rows)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [f"{v:.4f}" if isinstance(v, float) and k not in ("alpha", "temperature", "student lr")
+        cells = [f"{v:.4f}" if isinstance(v, float) and k not in PLAIN
                  else f"{v:g}" if isinstance(v, float) else ("" if v is None else str(v))
-                 for k, v in row.items()]
+                 for k, v in ((k, row[k]) for k in head)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(rows: list[dict], out: Path, figure: Path) -> None:
-    # Experiments that differ in more than alpha/T would share a cell: keep the best of each.
-    cells: dict[tuple[float, float], float] = {}
+def _spread(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}–{max(values):.4f})"
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Per group of runs that differ only in the seed (two or more seeds): mean ± standard
+    deviation (min–max) of each model's test accuracy, and how often the student beat the
+    baseline."""
+    groups: dict[str, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["alpha"], row["temperature"]), row["student acc"])
-    references = {"teacher": rows[0]["teacher acc"], "baseline student": rows[0]["baseline acc"]}
-    plots.grid_heatmap(cells, figure, "Distilled student test accuracy", "test accuracy",
-                       {f"{k} acc": v for k, v in references.items() if v is not None})
+        groups.setdefault(row[GROUP], []).append(row)
+    summary = []
+    for runs in groups.values():
+        seeds = sorted({r["seed"] for r in runs if r["seed"] is not None})
+        if len(seeds) < 2 or any(r["baseline acc"] is None for r in runs):
+            continue
+        student = [r["student acc"] for r in runs]
+        baseline = [r["baseline acc"] for r in runs]
+        summary.append({
+            "alpha": runs[0]["alpha"], "temperature": runs[0]["temperature"],
+            "seeds": ", ".join(map(str, seeds)),
+            "teacher acc": _spread([r["teacher acc"] for r in runs]),
+            "baseline acc": _spread(baseline),
+            "student acc": _spread(student),
+            "student − baseline": _spread([s - b for s, b in zip(student, baseline, strict=True)]),
+            "student beat baseline": f"{sum(s > b for s, b in zip(student, baseline, strict=True))}"
+                                     f" of {len(runs)}",
+        })
+    return summary
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else None
+
+
+def write_report(rows: list[dict], out: Path, figure: Path) -> None:
+    # Runs that differ only in the seed are one setting: its cell shows their mean. Settings
+    # that differ in more than alpha/T would share a cell: the cell keeps the best of them.
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row[GROUP], []).append(row)
+    cells: dict[tuple[float, float], list[dict]] = {}
+    for runs in groups.values():
+        key = (runs[0]["alpha"], runs[0]["temperature"])
+        if key not in cells or _mean([r["student acc"] for r in runs]) > _mean(
+                [r["student acc"] for r in cells[key]]):
+            cells[key] = runs
+    best = max(cells.values(), key=lambda runs: _mean([r["student acc"] for r in runs]) or 0)
+    references = {"teacher": _mean([r["teacher acc"] for r in best]),
+                  "baseline student": _mean([r["baseline acc"] for r in best])}
+    seeded = any(len(runs) > 1 for runs in cells.values())
+    plots.grid_heatmap(
+        {key: _mean([r["student acc"] for r in runs]) for key, runs in cells.items()}, figure,
+        "Distilled student test accuracy" + (" (mean over seeds)" if seeded else ""),
+        "test accuracy",
+        {f"{k} acc": v for k, v in references.items() if v is not None})
     body = (
         "# Experiment comparison\n\n"
         f"{len(rows)} runs from `dvc exp show`, best distilled-student test accuracy first. "
@@ -97,6 +158,12 @@ def write_report(rows: list[dict], out: Path, figure: Path) -> None:
         + markdown_table(rows)
         + f"\n![student accuracy over alpha and temperature]({figure.relative_to(out.parent)})\n"
     )
+    if summary := seed_summary(rows):
+        body += (
+            "\n## Across seeds\n\nRuns whose params differ only in `seed` (which also changes "
+            "the data splits carved from train and every model's initialisation): test accuracy "
+            "as mean ± standard deviation (min–max).\n\n" + markdown_table(summary)
+        )
     write_text(out, body)
 
 

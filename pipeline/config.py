@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipeline.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
+TASKS = ("text-classification", "image-classification")
+# Image models the project builds itself (teacher.model / student.model), by architecture.
+VISION_BUILTINS = ("cnn", "mlp")
+# Text models the project ships offline (teacher.model / student.model aliases).
+TEXT_ALIASES = ("minilm-l6",)
+SOURCE_PREFIXES = ("hub:", "sklearn:")
 
 
 class _Section(BaseModel):
@@ -30,12 +36,29 @@ class TrainConfig(_Section):
 
 class DataConfig(_Section):
     source: str
+    # The file or folder DVC hashes to see that the data changed (dvc.yaml cannot tell a path
+    # from hub:/sklearn: itself): data.source when it is local; for hub: and sklearn: sources
+    # a file that stands for the data, such as the loading code.
+    watch: str | None = None
     text_column: str = "text"
+    image_column: str = "image"
     label_column: str = "label"
     max_length: int = Field(64, gt=0)
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     oos_label: str | None = "oos"
+
+    @model_validator(mode="after")
+    def _check_watch(self) -> DataConfig:
+        if self.source.startswith(SOURCE_PREFIXES) or self.watch is None:
+            return self
+        source, watch = Path(self.source), Path(self.watch)
+        if watch != source and watch not in source.parents:
+            raise ValueError(
+                f"data.watch '{self.watch}' must be data.source '{self.source}' (or a folder "
+                "holding it) when the source is local: DVC hashes data.watch to notice changed data"
+            )
+        return self
 
 
 class TeacherConfig(_Section):
@@ -81,7 +104,8 @@ class TrackingConfig(_Section):
 class CardConfig(_Section):
     model_name: str = "distilled-intent-classifier"
     license: str = "apache-2.0"
-    language: str = "en"
+    # null for data without a language (images).
+    language: str | None = "en"
     dataset_name: str = "demo intents"
     dataset_id: str | None = None
     dataset_citation: str | None = None
@@ -91,13 +115,36 @@ class Params(_Section):
     seed: int = 42
     alpha: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
-    task: Literal["text-classification"] = "text-classification"
+    task: Literal[TASKS] = "text-classification"
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     card: CardConfig = CardConfig()
+
+    @model_validator(mode="after")
+    def _check_models_fit_task(self) -> Params:
+        image = self.task == "image-classification"
+        for role, model in (("teacher", self.teacher.model), ("student", self.student.model)):
+            if not image and model in VISION_BUILTINS:
+                raise ValueError(f"{role}.model '{model}' is an image model; set task: "
+                                 "image-classification or pick a text model")
+            if image and model in TEXT_ALIASES:
+                raise ValueError(f"{role}.model '{model}' is a text model; task is "
+                                 "image-classification (built-in image models: cnn, mlp)")
+        if self.teacher.model in VISION_BUILTINS:
+            if not self.teacher.finetune:
+                raise ValueError(f"teacher.model '{self.teacher.model}' is built here with random "
+                                 "weights, so teacher.finetune must be true")
+            if self.student.init == "teacher_layers":
+                raise ValueError(f"student.init teacher_layers copies transformer layers, and a "
+                                 f"'{self.teacher.model}' teacher has none; use student.init: "
+                                 "config with student.model: mlp")
+        if self.student.init == "pretrained" and self.student.model in VISION_BUILTINS:
+            raise ValueError(f"student.model '{self.student.model}' has no pretrained weights; "
+                             "use student.init: config")
+        return self
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -113,6 +160,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 def _describe(error: dict, raw: dict) -> str:
     loc = tuple(error["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "value_error" and not loc:
+        # A check across sections: its message names the keys itself.
+        return error["msg"].removeprefix("Value error, ") + "."
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(Params, loc)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)

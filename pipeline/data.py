@@ -1,14 +1,18 @@
-"""Data sources -> a DatasetDict with columns idx, text, label (ClassLabel) and fixed splits."""
+"""Data sources -> a DatasetDict with columns idx, text or image, label (ClassLabel) and fixed
+splits."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 
 import datasets
-from datasets import ClassLabel, Dataset, DatasetDict
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from PIL import Image as PILImage
 
 from pipeline.config import DataConfig
 from pipeline.errors import UserError
@@ -44,6 +48,27 @@ def _load_hub(spec: str) -> DatasetDict:
             "network, or point data.source at a local copy."
         ) from None
     return loaded
+
+
+def _load_sklearn(spec: str) -> DatasetDict:
+    """`sklearn:digits`: the 8x8 handwritten digits that ship inside scikit-learn (offline)."""
+    name = spec.removeprefix("sklearn:")
+    if name != "digits":
+        raise UserError(
+            f"data.source '{spec}': only sklearn:digits ships inside scikit-learn; the other "
+            "scikit-learn data sets download, so load them from the Hub or a local copy."
+        )
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixel values run 0..16; scaled to 0..255 they are ordinary 8-bit grayscale images.
+    pixels = np.rint(digits.images * 255 / 16).astype(np.uint8)
+    features = Features({"image": Image(), "label": ClassLabel(names=[str(n) for n in digits.target_names])})
+    train = Dataset.from_dict(
+        {"image": [PILImage.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()},
+        features=features,
+    )
+    return DatasetDict({"train": train})
 
 
 def _is_clinc_layout(path: Path) -> bool:
@@ -131,22 +156,46 @@ def load_source(source: str) -> DatasetDict:
     """Load `data.source` as it is: splits and columns as the source has them."""
     if source.startswith("hub:"):
         return _load_hub(source)
+    if source.startswith("sklearn:"):
+        return _load_sklearn(source)
     return _load_local(Path(source))
 
 
-def _normalise_columns(ds: DatasetDict, cfg: DataConfig) -> DatasetDict:
+def _normalise_columns(ds: DatasetDict, cfg: DataConfig, column: str) -> DatasetDict:
+    """Keep the input and label columns, named `column` ("text" or "image") and "label"."""
+    source_column = cfg.text_column if column == "text" else cfg.image_column
     for split, part in ds.items():
-        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in part.column_names]
+        missing = [c for c in (source_column, cfg.label_column) if c not in part.column_names]
         if missing:
             raise UserError(
                 f"split '{split}' has no column {', '.join(repr(m) for m in missing)} "
-                f"(it has {', '.join(part.column_names)}); set data.text_column / "
+                f"(it has {', '.join(part.column_names)}); set data.{column}_column / "
                 "data.label_column in params.yaml."
             )
-        part = part.select_columns([cfg.text_column, cfg.label_column])
-        renames = {cfg.text_column: "text", cfg.label_column: "label"}
+        part = part.select_columns([source_column, cfg.label_column])
+        renames = {source_column: column, cfg.label_column: "label"}
         ds[split] = part.rename_columns({k: v for k, v in renames.items() if k != v})
     return ds
+
+
+def _one_image_mode(ds: DatasetDict) -> DatasetDict:
+    """Every image decoded as images and in one mode (grayscale or RGB), so that a model sees
+    one input shape."""
+    for split, part in ds.items():
+        if not isinstance(part.features["image"], Image):
+            # A column of file paths or bytes: cast to images, or name the column that is wrong.
+            try:
+                ds[split] = part.cast_column("image", Image())
+            except Exception as exc:  # datasets raises several types for a non-image column
+                raise UserError(f"split '{split}': the image column does not hold images or "
+                                f"image paths ({exc}); set data.image_column.") from None
+    first = ds["train"][0]["image"]
+    mode = "L" if len(first.getbands()) == 1 else "RGB"
+
+    def convert(batch: dict) -> dict:
+        return {"image": [im if im.mode == mode else im.convert(mode) for im in batch["image"]]}
+
+    return DatasetDict({s: p.map(convert, batched=True, keep_in_memory=True) for s, p in ds.items()})
 
 
 def _label_names(ds: DatasetDict) -> list[str]:
@@ -215,29 +264,43 @@ def _check(ds: DatasetDict, names: list[str]) -> None:
         )
 
 
-def prepare_dataset(cfg: DataConfig, seed: int) -> tuple[DatasetDict, list[str]]:
-    """Load the source and return (splits with columns idx, text, label; label names)."""
-    ds = _normalise_columns(load_source(cfg.source), cfg)
+def prepare_dataset(
+    cfg: DataConfig, seed: int, column: str = "text"
+) -> tuple[DatasetDict, list[str]]:
+    """Load the source and return (splits with columns idx, `column`, label; label names).
+    `column` is the task's input: "text" or "image"."""
+    ds = _normalise_columns(load_source(cfg.source), cfg, column)
+    if column == "image":
+        ds = _one_image_mode(ds)
     names = _label_names(ds)
     ds = _encode_labels(ds, names)
     ds = _make_missing_splits(ds, cfg, seed)
     _check(ds, names)
     # A stable row id lets later stages join per-row outputs (teacher logits) back to rows.
     ds = DatasetDict({s: p.add_column("idx", list(range(len(p)))) for s, p in ds.items()})
-    return ds.select_columns(["idx", "text", "label"]), names
+    return ds.select_columns(["idx", column, "label"]), names
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+def _key(example: str | PILImage.Image) -> str:
+    """What makes two inputs the same: normalised text, or identical pixels."""
+    if isinstance(example, str):
+        return " ".join(example.lower().split())
+    return hashlib.sha1(example.tobytes()).hexdigest()
 
 
 def data_report(ds: DatasetDict, names: list[str], oos_label: str | None) -> dict:
     """Counts, class balance and train/test overlap, for reports/data.json."""
+    column = "image" if "image" in ds["train"].column_names else "text"
     train_counts = [0] * len(names)
     for label in ds["train"]["label"]:
         train_counts[label] += 1
-    train_texts = {_norm(t) for t in ds["train"]["text"]}
-    overlap = sum(_norm(t) in train_texts for t in ds["test"]["text"])
+    train_keys = {_key(x) for x in ds["train"][column]}
+    overlap = sum(_key(x) in train_keys for x in ds["test"][column])
+    shape = {}
+    if column == "image":
+        first = ds["train"][0]["image"]
+        shape = {"image_height": first.height, "image_width": first.width,
+                 "image_channels": len(first.getbands())}
     return {
         "rows": {s: len(ds[s]) for s in SPLITS},
         "num_labels": len(names),
@@ -245,6 +308,7 @@ def data_report(ds: DatasetDict, names: list[str], oos_label: str | None) -> dic
         "train_rows_per_label_min": min(train_counts),
         "train_rows_per_label_max": max(train_counts),
         "test_rows_also_in_train": overlap,
+        **shape,
     }
 
 

@@ -14,7 +14,8 @@ from pipeline import bench, plots
 from pipeline.config import Params
 from pipeline.inference import predict_logits
 from pipeline.metrics import agreement, probabilities, quality, reliability_bins
-from pipeline.models import count_parameters, load_classifier, load_tokenizer
+from pipeline.models import count_parameters, load_classifier, load_saved_processor
+from pipeline.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,17 @@ def evaluate_models(
     Timing figures live under the `speed` key only, so that the rest of the report is the same
     on every run of the same inputs.
     """
-    cfg, max_length = params.evaluate, params.data.max_length
-    texts, labels = test["text"], np.asarray(test["label"])
+    cfg, max_length, task = params.evaluate, params.data.max_length, get_task(params.task)
+    inputs, labels = test[task.column], np.asarray(test["label"])
     metrics: dict = {}
     speed: dict = {"device": bench.device_name()}
     all_logits: dict[str, np.ndarray] = {}
     loaded = {}
     for role, folder in folders.items():
-        model, tokenizer = load_classifier(folder), load_tokenizer(str(folder))
-        loaded[role] = (model, tokenizer)
-        logits = predict_logits(model, tokenizer, texts, cfg.batch_size, max_length, desc=role)
+        model, processor = load_classifier(folder, task), load_saved_processor(folder)
+        loaded[role] = (model, processor)
+        logits = predict_logits(model, processor, task, inputs, cfg.batch_size, max_length,
+                                desc=role)
         all_logits[role] = logits
         metrics[role] = {
             **quality(labels, logits, names, params.data.oos_label, cfg.ece_bins),
@@ -46,12 +48,13 @@ def evaluate_models(
             "size_mb": bench.size_on_disk_mb(folder),
         }
         log.info("%s: %s", role, metrics[role])
-    latency = bench.latency_ms(loaded, texts, cfg.latency_runs, cfg.latency_warmup, max_length)
-    for role, (model, tokenizer) in loaded.items():
+    latency = bench.latency_ms(loaded, task, inputs, cfg.latency_runs, cfg.latency_warmup,
+                               max_length)
+    for role, (model, processor) in loaded.items():
         speed[role] = {
             **latency[role],
             "throughput_per_s": bench.throughput(
-                model, tokenizer, texts, cfg.throughput_batch_size, max_length
+                model, processor, task, inputs, cfg.throughput_batch_size, max_length
             ),
         }
     teacher, student = metrics["teacher"], metrics["student"]

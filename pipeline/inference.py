@@ -1,11 +1,16 @@
-"""Batched logits of a classifier over a list of texts."""
+"""Batched logits of a classifier over a list of raw inputs (texts or images)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
+
+from pipeline.tasks import ImageTask, Processor, TextTask
 
 
 def device() -> torch.device:
@@ -15,26 +20,22 @@ def device() -> torch.device:
 @torch.inference_mode()
 def predict_logits(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
+    processor: Processor,
+    task: TextTask | ImageTask,
+    inputs: Sequence[Any],
     batch_size: int,
     max_length: int,
     desc: str = "predict",
 ) -> np.ndarray:
-    """Logits in the order of `texts`. Rows are batched by length so padding stays small."""
+    """Logits in the order of `inputs`, batched in the order the task prefers (texts by
+    length, so that padding stays small)."""
     dev = device()
     model.to(dev).eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+    order = task.order(inputs)
+    out = np.empty((len(inputs), model.config.num_labels), dtype=np.float32)
+    for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch"):
         rows = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in rows],
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="pt",
-        ).to(dev)
+        enc = task.batch(processor, [inputs[i] for i in rows], max_length).to(dev)
         with torch.autocast(dev.type, enabled=dev.type == "cuda"):
             logits = model(**enc).logits
         out[rows] = logits.float().cpu().numpy()

@@ -1,4 +1,5 @@
-"""Teacher and student builders: Hub id, local path, packaged alias, or teacher layers."""
+"""Teacher and student builders: Hub id, local path, packaged alias, built-in image model, or
+teacher layers; and the processor (tokenizer or image processor) that goes with each."""
 
 from __future__ import annotations
 
@@ -7,23 +8,34 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
+from datasets import Dataset
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
+    AutoImageProcessor,
+    AutoProcessor,
     AutoTokenizer,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
 )
 
-from pipeline.config import StudentConfig, TeacherConfig
+from pipeline import vision_models
+from pipeline.config import VISION_BUILTINS, StudentConfig, TeacherConfig
 from pipeline.errors import UserError
+from pipeline.tasks import TASKS, ImageTask, Processor, TextTask, image_shape
+
+TEXT = TASKS["text-classification"]
+# Built-in image models by name (params teacher.model / student.model): random weights, their
+# architecture from config_overrides, their input shape from the data.
+BUILTIN_CONFIGS = {"cnn": vision_models.CNNImageConfig, "mlp": vision_models.MLPImageConfig}
+assert set(BUILTIN_CONFIGS) == set(VISION_BUILTINS)
 
 log = logging.getLogger(__name__)
 
-# Layer blocks of BERT-like encoders (BERT, RoBERTa, MiniLM: encoder.layer.N; DistilBERT:
-# transformer.layer.N). Keys outside them (embeddings, pooler, classifier) are copied as they are.
-_LAYER_KEY = re.compile(r"^(.*?(?:encoder|transformer)\.layer\.)(\d+)(\..*)$")
+# Layer blocks of transformer encoders (BERT, RoBERTa, MiniLM: encoder.layer.N; DistilBERT:
+# transformer.layer.N; ViT: vit.layers.N). Keys outside them (embeddings, pooler, classifier)
+# are copied as they are.
+_LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer|vit\.layers)\.)(\d+)(\..*)$")
 
 
 def _packaged_minilm() -> str:
@@ -49,8 +61,39 @@ def resolve(name: str) -> str:
     return name
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str) -> Processor:
     return AutoTokenizer.from_pretrained(resolve(name))
+
+
+def builtin_processor(train: Dataset) -> vision_models.PixelImageProcessor:
+    """Rescale to [0, 1] and standardise with the training images' per-channel mean and std."""
+    first = train[0]["image"]
+    pixels = np.stack([np.asarray(im, dtype=np.float32) / 255 for im in train["image"]])
+    axes = tuple(range(pixels.ndim - 1)) if pixels.ndim == 4 else None
+    mean, std = pixels.mean(axis=axes), pixels.std(axis=axes)
+    return vision_models.PixelImageProcessor(
+        image_mode=first.mode, do_resize=True, size={"height": first.height, "width": first.width},
+        do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+        image_mean=np.atleast_1d(mean).round(4).tolist(),
+        image_std=np.atleast_1d(np.maximum(std, 1e-3)).round(4).tolist(),
+    )
+
+
+def load_processor(name: str, task: TextTask | ImageTask, train: Dataset | None = None) -> Processor:
+    """The tokenizer or image processor of model `name`; a built-in image model's is made from
+    the training images."""
+    if isinstance(task, ImageTask):
+        if name in BUILTIN_CONFIGS:
+            if train is None:
+                raise ValueError("a built-in image model's processor needs the training images")
+            return builtin_processor(train)
+        return AutoImageProcessor.from_pretrained(resolve(name))
+    return load_tokenizer(name)
+
+
+def load_saved_processor(folder: str | Path) -> Processor:
+    """The processor saved beside a trained model (tokenizer or image processor)."""
+    return AutoProcessor.from_pretrained(str(folder))
 
 
 def _label_maps(names: list[str]) -> dict:
@@ -61,19 +104,43 @@ def _label_maps(names: list[str]) -> dict:
     }
 
 
-def load_classifier(path: str | Path) -> PreTrainedModel:
+def load_classifier(path: str | Path, task: TextTask | ImageTask = TEXT) -> PreTrainedModel:
     # Safetensors only: a pickled checkpoint can run code when loaded.
-    return AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+    return task.auto_model.from_pretrained(str(path), use_safetensors=True)
 
 
-def build_teacher(cfg: TeacherConfig, names: list[str]) -> PreTrainedModel:
-    """The teacher, ready to fine-tune (or, with finetune false, already fine-tuned)."""
+def _builtin(
+    name: str, overrides: dict | None, names: list[str], train: Dataset | None
+) -> PreTrainedModel:
+    if train is None:
+        raise ValueError(f"built-in model '{name}' takes its input shape from the training images")
+    config_class = BUILTIN_CONFIGS[name]
+    # A config takes any keyword silently; a typo would train the default architecture.
+    unknown = sorted(set(overrides or {}) - set(config_class.architecture_keys))
+    if unknown:
+        raise UserError(
+            f"config_overrides of the built-in '{name}' model has unknown keys {unknown}; it "
+            f"takes {', '.join(config_class.architecture_keys)}."
+        )
+    config = config_class(**(overrides or {}), **image_shape(train[0]["image"]),
+                          **_label_maps(names))
+    return TASKS["image-classification"].auto_model.from_config(config)
+
+
+def build_teacher(
+    cfg: TeacherConfig, names: list[str], task: TextTask | ImageTask = TEXT,
+    train: Dataset | None = None,
+) -> PreTrainedModel:
+    """The teacher, ready to fine-tune (or, with finetune false, already fine-tuned).
+    `train` (the training split) gives a built-in image model its input shape."""
+    if cfg.model in BUILTIN_CONFIGS:
+        return _builtin(cfg.model, cfg.config_overrides, names, train)
     path = resolve(cfg.model)
     if cfg.config_overrides:
         config = AutoConfig.from_pretrained(path, **cfg.config_overrides, **_label_maps(names))
-        return AutoModelForSequenceClassification.from_config(config)
+        return task.auto_model.from_config(config)
     if not cfg.finetune:
-        model = load_classifier(path)
+        model = load_classifier(path, task)
         have = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if sorted(have) != sorted(names):
             missing, extra = sorted(set(names) - set(have)), sorted(set(have) - set(names))
@@ -83,8 +150,14 @@ def build_teacher(cfg: TeacherConfig, names: list[str]) -> PreTrainedModel:
                 "Use teacher.finetune: true or a checkpoint trained on this label set."
             )
         return reorder_labels(model, names)
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, use_safetensors=True, **_label_maps(names)
+    return _pretrained(path, names, task)
+
+
+def _pretrained(path: str, names: list[str], task: TextTask | ImageTask) -> PreTrainedModel:
+    # Image models on the Hub mostly come with an ImageNet head; it is replaced by a new one.
+    return task.auto_model.from_pretrained(
+        path, use_safetensors=True, ignore_mismatched_sizes=isinstance(task, ImageTask),
+        **_label_maps(names),
     )
 
 
@@ -103,12 +176,20 @@ def reorder_labels(model: PreTrainedModel, names: list[str]) -> PreTrainedModel:
     return model
 
 
-def student_from_teacher(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
+def student_from_teacher(
+    teacher: PreTrainedModel, layers: list[int], task: TextTask | ImageTask = TEXT
+) -> PreTrainedModel:
     """A shallower copy of the teacher that keeps `layers` (DistilBERT's initialisation).
 
     Embeddings, pooler and classifier are copied; teacher layer layers[k] becomes layer k.
     """
-    depth = teacher.config.num_hidden_layers
+    depth = getattr(teacher.config, "num_hidden_layers", None)
+    if depth is None:
+        raise UserError(
+            f"student.init teacher_layers copies transformer layers, and the teacher "
+            f"({teacher.config.model_type}) has none; use student.init: config (e.g. with "
+            "student.model: mlp)."
+        )
     bad = [i for i in layers if not 0 <= i < depth]
     if bad:
         raise UserError(
@@ -117,7 +198,7 @@ def student_from_teacher(teacher: PreTrainedModel, layers: list[int]) -> PreTrai
         )
     config = teacher.config.__class__.from_dict(teacher.config.to_dict())
     config.num_hidden_layers = len(layers)
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = task.auto_model.from_config(config)
     new_index = {old: new for new, old in enumerate(layers)}
     state = {}
     for key, value in teacher.state_dict().items():
@@ -134,16 +215,17 @@ def student_from_teacher(teacher: PreTrainedModel, layers: list[int]) -> PreTrai
 
 
 def build_student(
-    cfg: StudentConfig, names: list[str], teacher: PreTrainedModel | None
+    cfg: StudentConfig, names: list[str], teacher: PreTrainedModel | None,
+    task: TextTask | ImageTask = TEXT, train: Dataset | None = None,
 ) -> PreTrainedModel:
     if cfg.init == "teacher_layers":
         if teacher is None:
             raise ValueError("student.init teacher_layers needs the teacher model")
-        return student_from_teacher(teacher, cfg.layers)
+        return student_from_teacher(teacher, cfg.layers, task)
     if cfg.init == "pretrained":
-        return AutoModelForSequenceClassification.from_pretrained(
-            resolve(cfg.model), use_safetensors=True, **_label_maps(names)
-        )
+        return _pretrained(resolve(cfg.model), names, task)
+    if cfg.model in BUILTIN_CONFIGS:
+        return _builtin(cfg.model, cfg.config_overrides, names, train)
     base = resolve(cfg.model) if cfg.model else None
     if base is None and teacher is not None:
         config = teacher.config.__class__.from_dict(teacher.config.to_dict())
@@ -153,18 +235,20 @@ def build_student(
     else:
         config = AutoConfig.from_pretrained(base, **(cfg.config_overrides or {}))
     config.update(_label_maps(names))
-    return AutoModelForSequenceClassification.from_config(config)
+    return task.auto_model.from_config(config)
 
 
 def load_student(
-    cfg: StudentConfig, names: list[str], teacher_dir: str | Path
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The student and its tokenizer: the teacher's when the student is made from the teacher."""
+    cfg: StudentConfig, names: list[str], teacher_dir: str | Path,
+    task: TextTask | ImageTask = TEXT, train: Dataset | None = None,
+) -> tuple[PreTrainedModel, Processor]:
+    """The student and its processor: the teacher's when the student is made from the teacher."""
     from_teacher = cfg.init == "teacher_layers" or (cfg.init == "config" and not cfg.model)
     if from_teacher:
-        teacher = load_classifier(teacher_dir)
-        return build_student(cfg, names, teacher), load_tokenizer(str(teacher_dir))
-    return build_student(cfg, names, None), load_tokenizer(cfg.model)
+        teacher = load_classifier(teacher_dir, task)
+        student = build_student(cfg, names, teacher, task, train)
+        return student, load_saved_processor(teacher_dir)
+    return build_student(cfg, names, None, task, train), load_processor(cfg.model, task, train)
 
 
 def count_parameters(model: PreTrainedModel) -> int:

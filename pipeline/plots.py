@@ -53,7 +53,7 @@ def confusion_heatmap(
         shown = cm.astype(float)
         np.fill_diagonal(shown, np.nan)  # the diagonal would drown the mistakes
         image = ax.imshow(shown, cmap="Reds")
-        fig.colorbar(image, ax=ax, label="test queries (off-diagonal)")
+        fig.colorbar(image, ax=ax, label="test examples (off-diagonal)")
         ax.set_xticks(range(len(involved)), involved, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(len(involved)), involved, fontsize=8)
         for (r, c), v in np.ndenumerate(cm):
@@ -120,7 +120,7 @@ def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: s
     scale = 900 / max(sizes.max(), 1e-9)
     for role, (latency, accuracy, size) in points.items():
         ax.scatter(latency, accuracy, s=size * scale, color=COLORS.get(role), alpha=0.6)
-        ax.annotate(f"{role}: {accuracy:.3f}, {latency:.1f} ms, {size:.0f} MB", (latency, accuracy),
+        ax.annotate(f"{role}: {accuracy:.3f}, {latency:.1f} ms, {size:.3g} MB", (latency, accuracy),
                     fontsize=8, xytext=LABEL_OFFSETS.get(role, (12, 0)), textcoords="offset points",
                     color=COLORS.get(role))
     lats = [p[0] for p in points.values()]

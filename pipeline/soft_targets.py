@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from pipeline.distill import TEACHER_LOGITS
 from pipeline.inference import predict_logits
+from pipeline.tasks import ImageTask, Processor, TextTask
 
 SPLITS = ("train", "validation")
 
 
 def compute(
     teacher: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    processor: Processor,
+    task: TextTask | ImageTask,
     ds: DatasetDict,
     batch_size: int,
     max_length: int,
@@ -23,7 +25,8 @@ def compute(
     out = {}
     for split in SPLITS:
         logits = predict_logits(
-            teacher, tokenizer, ds[split]["text"], batch_size, max_length, desc=f"teacher {split}"
+            teacher, processor, task, ds[split][task.column], batch_size, max_length,
+            desc=f"teacher {split}",
         )
         out[split] = Dataset.from_dict({"idx": ds[split]["idx"], TEACHER_LOGITS: logits.tolist()})
     return DatasetDict(out)

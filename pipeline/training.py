@@ -24,39 +24,29 @@ from pipeline.config import Params, TrainConfig
 from pipeline.distill import TEACHER_LOGITS, DistillationTrainer
 from pipeline.metrics import accuracy_and_f1
 from pipeline.outputs import atomic_dir, write_json
+from pipeline.tasks import LENGTH, Processor, get_task
 from pipeline.tracking import log_metrics, stage_run, training_callbacks
 
 log = logging.getLogger(__name__)
 
-LENGTH = "length"
-
-
-def tokenize(ds: DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> DatasetDict:
-    """Token ids plus a `length` column, which the length-grouped sampler reads instead of
-    measuring every row again."""
-
-    def encode(batch: dict) -> dict:
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        enc[LENGTH] = [len(ids) for ids in enc["input_ids"]]
-        return enc
-
-    # keep_in_memory: the prepared data is a DVC output; cache files written beside it would
-    # change that output behind DVC's back.
-    return ds.map(encode, batched=True, remove_columns=["text"], keep_in_memory=True)
-
-
 class ClassificationCollator:
-    """Dynamic padding of the model inputs; labels and cached teacher logits as tensors.
+    """The model inputs of a batch (text padded to the longest row, images stacked); labels and
+    cached teacher logits as tensors.
 
     Other columns (idx, length) stay out of the batch, so the model sees only what it takes.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.pad = DataCollatorWithPadding(tokenizer)
-        self.inputs = set(tokenizer.model_input_names)
+    def __init__(self, processor: Processor) -> None:
+        self.inputs = set(processor.model_input_names)
+        self.pad = (DataCollatorWithPadding(processor)
+                    if isinstance(processor, PreTrainedTokenizerBase) else None)
 
     def __call__(self, features: list[dict]) -> dict:
-        batch = self.pad([{k: f[k] for k in self.inputs if k in f} for f in features])
+        if self.pad is not None:
+            batch = self.pad([{k: f[k] for k in self.inputs if k in f} for f in features])
+        else:
+            batch = {k: torch.tensor(np.array([f[k] for f in features]), dtype=torch.float32)
+                     for k in self.inputs if k in features[0]}
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
         if TEACHER_LOGITS in features[0]:
             batch[TEACHER_LOGITS] = torch.tensor(
@@ -71,7 +61,8 @@ def _compute_metrics(pred: EvalPrediction) -> dict:
 
 
 def training_arguments(
-    cfg: TrainConfig, seed: int, output_dir: str | Path, run_name: str
+    cfg: TrainConfig, seed: int, output_dir: str | Path, run_name: str,
+    group_by_length: bool = True,
 ) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -93,17 +84,18 @@ def training_arguments(
         data_seed=seed,
         bf16=bf16,
         fp16=cuda and not bf16,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
         length_column_name=LENGTH,
         remove_unused_columns=False,
         report_to="none",
         dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
     )
 
 
 def train_classifier(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    processor: Processor,
     train: Dataset,
     validation: Dataset,
     cfg: TrainConfig,
@@ -114,6 +106,7 @@ def train_classifier(
     resume_from: Path | None = None,
     distill: tuple[float, float] | None = None,
     fit: bool = True,
+    group_by_length: bool = True,
 ) -> dict:
     """Train in place; return the final validation metrics and the training time.
 
@@ -121,14 +114,14 @@ def train_classifier(
     `distill` is (alpha, temperature): the datasets then carry a `teacher_logits` column.
     With `fit` false the model is only evaluated (an already fine-tuned teacher).
     """
-    args = training_arguments(cfg, seed, checkpoint_dir, run_name)
+    args = training_arguments(cfg, seed, checkpoint_dir, run_name, group_by_length)
     kwargs = dict(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=ClassificationCollator(tokenizer),
-        processing_class=tokenizer,
+        data_collator=ClassificationCollator(processor),
+        processing_class=processor,
         compute_metrics=_compute_metrics,
         callbacks=callbacks,
     )
@@ -180,7 +173,7 @@ def fit_and_save(
     role: str,
     params: Params,
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    processor: Processor,
     ds: DatasetDict,
     cfg: TrainConfig,
     distill: tuple[float, float] | None = None,
@@ -188,20 +181,22 @@ def fit_and_save(
 ) -> dict:
     """A training stage's work: train with tracking, then write models/trained/<role>,
     reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all)."""
-    encoded = tokenize(ds, tokenizer, params.data.max_length)
+    task = get_task(params.task)
+    encoded = task.encode(ds, processor, params.data.max_length)
     checkpoint_dir = paths.checkpoints(stage)
     stamp = checkpoints.fingerprint(stage, params, encoded["train"], encoded["validation"])
     resume_from = checkpoints.latest(checkpoint_dir, stamp) if fit else None
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
-            model, tokenizer, encoded["train"], encoded["validation"], cfg, params.seed,
+            model, processor, encoded["train"], encoded["validation"], cfg, params.seed,
             stage, callbacks, checkpoint_dir, resume_from=resume_from, distill=distill, fit=fit,
+            group_by_length=task.group_by_length,
         )
         history = report.pop("history")
         log_metrics(report)
     with atomic_dir(paths.trained(role)) as folder:
         model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        processor.save_pretrained(folder)
     write_json(paths.REPORTS / f"{role}.json", report)
     # Per-epoch rows for the model card's training-results table.
     write_json(paths.LIVE / stage / "history.json", {"epochs": history})

@@ -7,6 +7,7 @@ from pipeline.config import load_params
 from pipeline.data import load_prepared
 from pipeline.errors import stage_main
 from pipeline.models import load_student
+from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
 
 
@@ -15,8 +16,10 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     set_seed(params.seed)
     ds, names = load_prepared(paths.PREPARED)
-    model, tokenizer = load_student(params.student, names, paths.trained("teacher"))
-    fit_and_save("baseline", "baseline", params, model, tokenizer, ds, params.student.train)
+    model, processor = load_student(
+        params.student, names, paths.trained("teacher"), get_task(params.task), ds["train"]
+    )
+    fit_and_save("baseline", "baseline", params, model, processor, ds, params.student.train)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def main() -> None:
     ds, names = load_prepared(paths.PREPARED)
     for role, stage in TRAINED_BY.items():
         history = json.loads((paths.LIVE / stage / "history.json").read_text())["epochs"]
-        inputs = CardInputs(params, metrics, data, history, names, ds["test"][0]["text"])
+        example = ds["test"][0]["text"] if params.task == "text-classification" else None
+        inputs = CardInputs(params, metrics, data, history, names, example)
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)

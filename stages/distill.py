@@ -8,6 +8,7 @@ from pipeline.config import load_params
 from pipeline.data import load_prepared
 from pipeline.errors import stage_main
 from pipeline.models import load_student
+from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
 
 
@@ -19,9 +20,11 @@ def main() -> None:
     soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
-    model, tokenizer = load_student(params.student, names, paths.trained("teacher"))
+    model, processor = load_student(
+        params.student, names, paths.trained("teacher"), get_task(params.task), ds["train"]
+    )
     fit_and_save(
-        "distill", "student", params, model, tokenizer, ds, params.student.train,
+        "distill", "student", params, model, processor, ds, params.student.train,
         distill=(params.alpha, params.temperature),
     )
 

@@ -7,6 +7,7 @@ from pipeline.config import load_params
 from pipeline.data import data_report, prepare_dataset, save_prepared
 from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_json
+from pipeline.tasks import get_task
 
 log = logging.getLogger("prepare")
 
@@ -14,7 +15,7 @@ log = logging.getLogger("prepare")
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
-    ds, names = prepare_dataset(params.data, params.seed)
+    ds, names = prepare_dataset(params.data, params.seed, get_task(params.task).column)
     report = data_report(ds, names, params.data.oos_label)
     log.info("prepared %s rows, %d labels", report["rows"], len(names))
     with atomic_dir(paths.PREPARED) as folder:

@@ -4,8 +4,9 @@ from pipeline import paths, soft_targets
 from pipeline.config import load_params
 from pipeline.data import load_prepared
 from pipeline.errors import stage_main
-from pipeline.models import load_classifier, load_tokenizer
+from pipeline.models import load_classifier, load_saved_processor
 from pipeline.outputs import atomic_dir
+from pipeline.tasks import get_task
 
 
 @stage_main
@@ -13,8 +14,9 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     ds, _ = load_prepared(paths.PREPARED)
     teacher_dir = paths.trained("teacher")
+    task = get_task(params.task)
     soft = soft_targets.compute(
-        load_classifier(teacher_dir), load_tokenizer(str(teacher_dir)), ds,
+        load_classifier(teacher_dir, task), load_saved_processor(teacher_dir), task, ds,
         params.evaluate.batch_size, params.data.max_length,
     )
     with atomic_dir(paths.SOFT_TARGETS) as folder:

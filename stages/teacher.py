@@ -6,7 +6,8 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.data import load_prepared
 from pipeline.errors import stage_main
-from pipeline.models import build_teacher, load_tokenizer
+from pipeline.models import build_teacher, load_processor
+from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
 
 
@@ -15,10 +16,11 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     set_seed(params.seed)
     ds, names = load_prepared(paths.PREPARED)
-    model = build_teacher(params.teacher, names)
-    tokenizer = load_tokenizer(params.teacher.model)
+    task = get_task(params.task)
+    model = build_teacher(params.teacher, names, task, ds["train"])
+    processor = load_processor(params.teacher.model, task, ds["train"])
     fit_and_save(
-        "teacher", "teacher", params, model, tokenizer, ds, params.teacher.train,
+        "teacher", "teacher", params, model, processor, ds, params.teacher.train,
         fit=params.teacher.finetune,
     )
 

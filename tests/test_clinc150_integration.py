@@ -56,7 +56,7 @@ def test_prepare_and_evaluate_on_a_slice(tmp_path):
     sliced = stratified_slice({"train": 2, "val": 1, "test": 2})
     (tmp_path / "data" / "clinc_slice.json").write_text(json.dumps(sliced))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["source"] = "data/clinc_slice.json"
+    params["data"].update(source="data/clinc_slice.json", watch="data/clinc_slice.json")
     params["evaluate"].update(latency_runs=3, latency_warmup=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}

@@ -64,3 +64,25 @@ def test_a_changed_metric_changes_the_report(show, tmp_path):
         "student"]["accuracy"] = 0.97
     rows = experiments(changed)
     assert rows[0]["experiment"] == "exp-low" and rows[0]["student acc"] == 0.97
+
+
+def with_seed(name, seed, student_acc, baseline_acc):
+    run = queued(name, 0.1, 8.0, student_acc)
+    data = run["revs"][0]["data"]
+    data["params"]["params.yaml"]["data"]["seed"] = seed
+    data["metrics"]["reports/metrics.json"]["data"]["baseline"]["accuracy"] = baseline_acc
+    return run
+
+
+def test_runs_that_differ_only_in_seed_get_mean_and_spread(tmp_path):
+    show = [node("main", 0.5, 4.0, 0.91, experiments=[
+        with_seed("s1", 1, 0.98, 0.97), with_seed("s2", 2, 0.96, 0.965), with_seed("s3", 3, 0.97, 0.96),
+    ])]
+    rows = experiments(show)
+    write_report(rows, tmp_path / "compare.md", tmp_path / "compare.png")
+    text = (tmp_path / "compare.md").read_text()
+    assert "## Across seeds" in text
+    line = next(li for li in text.splitlines() if li.startswith("| 0.1 | 8 | 1, 2, 3 |"))
+    assert "0.9700 ± 0.0100 (0.9600–0.9800)" in line  # student
+    assert "2 of 3" in line
+    assert line.count("|") == 9  # one row per seed group, eight columns

@@ -10,7 +10,8 @@ from pipeline import soft_targets
 from pipeline.config import TeacherConfig
 from pipeline.distill import DistillationTrainer
 from pipeline.models import build_teacher, load_tokenizer, student_from_teacher
-from pipeline.training import ClassificationCollator, tokenize
+from pipeline.tasks import TextTask
+from pipeline.training import ClassificationCollator
 
 NAMES = ["balance", "oos", "transfer"]
 TEXTS = ["whats my balance", "send twenty dollars to my sister for the concert tickets tonight",
@@ -28,8 +29,9 @@ def test_cached_teacher_logits_give_the_online_teachers_loss(tmp_path):
     tokenizer = load_tokenizer("minilm-l6")
     ds = Dataset.from_dict({"idx": list(range(len(TEXTS))), "text": TEXTS, "label": LABELS})
     # The cache is written in its own length-sorted batches, padded unlike the training batch.
-    soft = soft_targets.compute(teacher, tokenizer, DatasetDict(train=ds, validation=ds), 4, 64)
-    rows = tokenize(DatasetDict(train=soft_targets.attach(ds, soft["train"])), tokenizer, 64)["train"]
+    text = TextTask()
+    soft = soft_targets.compute(teacher, tokenizer, text, DatasetDict(train=ds, validation=ds), 4, 64)
+    rows = text.encode(DatasetDict(train=soft_targets.attach(ds, soft["train"])), tokenizer, 64)["train"]
     features = [rows[i] for i in range(len(rows))]
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
 

@@ -25,7 +25,7 @@ def rows(split: str, labels=LABELS, n: int = 4) -> str:
 
 def scratch(tmp_path: Path, changes: dict, files: dict[str, str | bytes] | None = None) -> Path:
     params = yaml.safe_load(yaml.safe_dump(DEFAULT))
-    params["data"]["source"] = "data/in"
+    params["data"].update(source="data/in", watch="data/in")
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         node = params
@@ -84,7 +84,12 @@ def test_bad_params(tmp_path, case):
 
 
 DATA_CASES = {
-    "file does not exist": ({"data.source": "data/nope.csv"}, None, "data.source 'data/nope.csv' does not exist"),
+    "file does not exist": ({"data.source": "data/nope.csv", "data.watch": "data/nope.csv"}, None,
+                            "data.source 'data/nope.csv' does not exist"),
+    "watch is not the source": ({"data.watch": "LICENSE"}, None,
+                                "data.watch 'LICENSE' must be data.source 'data/in'"),
+    "sklearn set that downloads": ({"data.source": "sklearn:olivetti_faces"}, None,
+                                   "only sklearn:digits ships inside scikit-learn"),
     "unreadable file": ({}, {"train.parquet": b"not parquet at all"}, "could not read"),
     "empty file": ({}, {"train.csv": "", "validation.csv": rows("validation"), "test.csv": rows("test")},
                    "is empty"),

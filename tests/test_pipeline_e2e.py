@@ -51,7 +51,7 @@ def repo(tmp_path_factory):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["source"] = "data/tiny"
+    params["data"].update(source="data/tiny", watch="data/tiny")
     params["teacher"]["config_overrides"] = TINY_MODEL
     tiny_train = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
     params["teacher"]["train"] = tiny_train
