@@ -8,6 +8,8 @@ On one machine, the same data, teacher, student, batch size and optimizer steps,
   (a') the same with every batch padded to max_length 64, as many blog versions do;
   (b)  the distill stage's code path: teacher logits computed once (soft_targets), dynamic
        padding, length-grouped batches, tokens cached by `datasets`;
+  (b*) the same with the student's word embeddings frozen (an experiment, not a stage option:
+       whether the speed is worth an accuracy check);
   (c)  the floor: the student's forward + backward + optimizer step alone on (b)'s batches;
 and prints examples/s, the ratios, the distillation loss of (a) and (b) on held-out rows after
 the same steps, and the share of the CPU's fp32 matmul rate that (b) reaches.
@@ -151,6 +153,13 @@ def main() -> None:
             model=students["b"], args=stage_args, train_dataset=encoded["train"],
             data_collator=collate, processing_class=tokenizer, alpha=args.alpha,
             temperature=args.temperature))
+        students["b*"] = copy.deepcopy(student0)
+        # The Trainer's optimizer leaves out parameters that need no gradient.
+        students["b*"].get_input_embeddings().weight.requires_grad_(False)
+        results["b*"], _ = timed(DistillationTrainer(
+            model=students["b*"], args=stage_args, train_dataset=encoded["train"],
+            data_collator=collate, processing_class=tokenizer, alpha=args.alpha,
+            temperature=args.temperature))
 
         # (c): the same batches, no Trainer, no distillation loss.
         floor = copy.deepcopy(student0).train()
@@ -179,18 +188,21 @@ def main() -> None:
     for name, label in (("a", "usual: online teacher, shuffled, dynamic padding"),
                         ("a'", "usual, padded to 64"),
                         ("b", "this project's distill stage"),
+                        ("b*", "(b) with the word embeddings frozen"),
                         ("c", "floor: student fwd+bwd+step only")):
         print(f"  ({name:2s}) {label:52s} {speed[name]:8.1f} examples/s")
     a_fixed = speed["a'"]
     print(f"  b/a = {speed['b'] / speed['a']:.2f}x   b/a' = {speed['b'] / a_fixed:.2f}x   "
           f"b/c = {speed['b'] / speed['c']:.2f} (c/b = {speed['c'] / speed['b']:.2f}x)")
+    print(f"  b*/a = {speed['b*'] / speed['a']:.2f}x   b*/b = {speed['b*'] / speed['b']:.2f}x")
     print(f"  one-time teacher pass for (b): {soft_seconds:.1f} s for {args.rows + 512} rows "
           f"({(args.rows + 512) / soft_seconds:.0f} rows/s); with it, one epoch of (b) runs at "
           f"{args.rows / (args.rows / speed['b'] + soft_seconds * args.rows / (args.rows + 512)):.1f}"
           " examples/s")
     print(f"  held-out distillation loss after {args.steps} steps: "
           f"(a) {held_out_loss(students['a'], held_batches, args.alpha, args.temperature):.4f}  "
-          f"(b) {held_out_loss(students['b'], held_batches, args.alpha, args.temperature):.4f}")
+          f"(b) {held_out_loss(students['b'], held_batches, args.alpha, args.temperature):.4f}  "
+          f"(b*) {held_out_loss(students['b*'], held_batches, args.alpha, args.temperature):.4f}")
     print(f"  fp32 matmul: {rate:.1f} GFLOP/s; student training {flops / 1e9:.3f} GFLOP/example; "
           f"(b) reaches {speed['b'] * flops / 1e9:.1f} GFLOP/s = {speed['b'] * flops / 1e9 / rate:.0%}"
           " of it")
