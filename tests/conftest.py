@@ -1,8 +1,14 @@
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import BertConfig, BertForSequenceClassification
+
+ROOT = Path(__file__).parents[1]
 
 # Nothing in the tests may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -27,3 +33,24 @@ def tiny_bert(layers: int = 4, num_labels: int = len(LABELS), seed: int = 0):
 @pytest.fixture
 def teacher4():
     return tiny_bert(layers=4)
+
+
+def run_checked(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command in `cwd`; fail the test with its output if it fails."""
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    return out.stdout + out.stderr
+
+
+def scratch_project(repo: Path, params: dict, env: dict[str, str] | None = None) -> None:
+    """The project's code and dvc.yaml with `params` (and whatever `repo` already holds),
+    committed in a new git + DVC repository, not yet run."""
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
+                ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "scratch"]):
+        run_checked(cmd, repo, env)

@@ -2,40 +2,23 @@
 MLP student) with few epochs, in a scratch git + DVC repo."""
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-ROOT = Path(__file__).parents[1]
-
-
-def run(cmd, cwd):
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
-    return out.stdout + out.stderr
+from conftest import ROOT, scratch_project
+from conftest import run_checked as run
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("images")
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "configs" / "digits.yaml").read_text())
     params["teacher"]["train"]["epochs"] = 3
     params["student"]["train"]["epochs"] = 3
     params["evaluate"].update(latency_runs=5, latency_warmup=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.com"], repo)
-    run(["git", "config", "user.name", "ci"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "digits"], repo)
+    scratch_project(repo, params)
     run(["dvc", "repro"], repo)
     return repo
 

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).parents[1]
+from conftest import ROOT, run_checked, scratch_project
+
 INTENTS = {
     "balance": ["how much money is in checking", "whats my balance", "balance of savings please"],
     "transfer": ["send 20 dollars to sam", "move money to savings", "transfer cash to my mom"],
@@ -27,10 +27,7 @@ TOKEN = "hf_e2eSecretTokenThatMustNotLeak"
 
 
 def run(cmd, cwd):
-    env = {**os.environ, "HF_TOKEN": TOKEN}
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
-    return out.stdout + out.stderr
+    return run_checked(cmd, cwd, {"HF_TOKEN": TOKEN})
 
 
 def write_tiny_data(folder: Path) -> None:
@@ -47,9 +44,6 @@ def write_tiny_data(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(source="data/tiny", watch="data/tiny")
     params["teacher"]["config_overrides"] = TINY_MODEL
@@ -57,14 +51,8 @@ def repo(tmp_path_factory):
     params["teacher"]["train"] = tiny_train
     params["student"].update(layers=[1], train=tiny_train)
     params["evaluate"].update(latency_runs=3, latency_warmup=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_tiny_data(repo / "data" / "tiny")
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.com"], repo)
-    run(["git", "config", "user.name", "ci"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny"], repo)
+    scratch_project(repo, params, {"HF_TOKEN": TOKEN})
     run(["dvc", "repro"], repo)
     return repo
 
