@@ -98,15 +98,20 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}–{max(values):.4f})"
 
 
+def seed_groups(rows: list[dict]) -> list[list[dict]]:
+    """The runs grouped by their params but the seed: one group per setting."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row[GROUP], []).append(row)
+    return list(groups.values())
+
+
 def seed_summary(rows: list[dict]) -> list[dict]:
     """Per group of runs that differ only in the seed (two or more seeds): mean ± standard
     deviation (min–max) of each model's test accuracy, and how often the student beat the
     baseline."""
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row[GROUP], []).append(row)
     summary = []
-    for runs in groups.values():
+    for runs in seed_groups(rows):
         seeds = sorted({r["seed"] for r in runs if r["seed"] is not None})
         if len(seeds) < 2 or any(r["baseline acc"] is None for r in runs):
             continue
@@ -130,24 +135,24 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.mean(known) if known else None
 
 
+def _student_mean(runs: list[dict]) -> float:
+    return _mean([r["student acc"] for r in runs]) or 0.0
+
+
 def write_report(rows: list[dict], out: Path, figure: Path) -> None:
     # Runs that differ only in the seed are one setting: its cell shows their mean. Settings
     # that differ in more than alpha/T would share a cell: the cell keeps the best of them.
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row[GROUP], []).append(row)
     cells: dict[tuple[float, float], list[dict]] = {}
-    for runs in groups.values():
+    for runs in seed_groups(rows):
         key = (runs[0]["alpha"], runs[0]["temperature"])
-        if key not in cells or _mean([r["student acc"] for r in runs]) > _mean(
-                [r["student acc"] for r in cells[key]]):
+        if key not in cells or _student_mean(runs) > _student_mean(cells[key]):
             cells[key] = runs
-    best = max(cells.values(), key=lambda runs: _mean([r["student acc"] for r in runs]) or 0)
+    best = max(cells.values(), key=_student_mean)
     references = {"teacher": _mean([r["teacher acc"] for r in best]),
                   "baseline student": _mean([r["baseline acc"] for r in best])}
     seeded = any(len(runs) > 1 for runs in cells.values())
     plots.grid_heatmap(
-        {key: _mean([r["student acc"] for r in runs]) for key, runs in cells.items()}, figure,
+        {key: _student_mean(runs) for key, runs in cells.items()}, figure,
         "Distilled student test accuracy" + (" (mean over seeds)" if seeded else ""),
         "test accuracy",
         {f"{k} acc": v for k, v in references.items() if v is not None})
