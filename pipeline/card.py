@@ -136,6 +136,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         oos_label=p.data.oos_label,
         alpha=p.alpha,
         temperature=p.temperature,
+        word_embeddings_frozen=p.student.freeze_word_embeddings,
         seed=p.seed,
         max_length=p.data.max_length,
         train=train,

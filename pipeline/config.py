@@ -75,10 +75,17 @@ class StudentConfig(_Section):
     layers: list[int] = Field(default_factory=lambda: [0, 2, 4])
     model: str | None = None
     config_overrides: dict[str, Any] | None = None
+    # Keep the word embeddings the student starts with (the teacher's or the pretrained
+    # model's): they are most of a small text student's weights, and updating them is a large
+    # share of each training step (bench/distill_throughput.py).
+    freeze_word_embeddings: bool = False
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
     def _check_init(self) -> StudentConfig:
+        if self.freeze_word_embeddings and self.init == "config":
+            raise ValueError("student.freeze_word_embeddings would freeze random word embeddings "
+                             "(student.init: config); use it with teacher_layers or pretrained")
         if self.init == "teacher_layers" and not self.layers:
             raise ValueError("student.layers must list at least one teacher layer")
         if self.init == "pretrained" and not self.model:
@@ -141,6 +148,9 @@ class Params(_Section):
                 raise ValueError(f"student.init teacher_layers copies transformer layers, and a "
                                  f"'{self.teacher.model}' teacher has none; use student.init: "
                                  "config with student.model: mlp")
+        if image and self.student.freeze_word_embeddings:
+            raise ValueError("student.freeze_word_embeddings applies to text models; set it to "
+                             "false for task image-classification")
         if self.student.init == "pretrained" and self.student.model in VISION_BUILTINS:
             raise ValueError(f"student.model '{self.student.model}' has no pretrained weights; "
                              "use student.init: config")
@@ -169,6 +179,9 @@ def _describe(error: dict, raw: dict) -> str:
         hint = f" Did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else ""
         return f"unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}."
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error" and isinstance(error.get("input"), dict):
+        # A check within a section: its message names the keys, the section's dump would not help.
+        return f"{message}."
     if error["type"] == "missing":
         return f"'{key}' is required but missing."
     return f"'{key}' = {error.get('input')!r}: {message}."

@@ -218,6 +218,18 @@ def build_student(
     cfg: StudentConfig, names: list[str], teacher: PreTrainedModel | None,
     task: TextTask | ImageTask = TEXT, train: Dataset | None = None,
 ) -> PreTrainedModel:
+    """The student as `cfg` describes it, its word embeddings frozen when it says so."""
+    student = _new_student(cfg, names, teacher, task, train)
+    if cfg.freeze_word_embeddings:
+        # The Trainer's optimizer leaves out what needs no gradient; save_pretrained keeps it.
+        student.get_input_embeddings().weight.requires_grad_(False)
+    return student
+
+
+def _new_student(
+    cfg: StudentConfig, names: list[str], teacher: PreTrainedModel | None,
+    task: TextTask | ImageTask, train: Dataset | None,
+) -> PreTrainedModel:
     if cfg.init == "teacher_layers":
         if teacher is None:
             raise ValueError("student.init teacher_layers needs the teacher model")

@@ -33,8 +33,8 @@ HISTORY = [{"epoch": e, "step": 35 * e, "training_loss": 1.0 / e, "validation_lo
            for e in (1, 2)]
 
 
-def card_for(metrics=METRICS, role="student"):
-    inputs = CardInputs(PARAMS, metrics, DATA, HISTORY, NAMES, 'what is my "balance"')
+def card_for(metrics=METRICS, role="student", params=PARAMS):
+    inputs = CardInputs(params, metrics, DATA, HISTORY, NAMES, 'what is my "balance"')
     return str(render(inputs, role))
 
 
@@ -71,6 +71,15 @@ def test_body_has_the_sections_users_look_for():
     assert "alpha = 0.5" in card and "temperature T = 4.0" in card
     assert "| 2 | 70 | 0.5000 | 0.2500 | 0.8200 | 0.8100 |" in card
     assert 'pipeline("text-classification"' in card
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_student_card_says_whether_word_embeddings_were_frozen(frozen):
+    student = PARAMS.student.model_copy(update={"freeze_word_embeddings": frozen})
+    params = PARAMS.model_copy(update={"student": student})
+    row = "| word embeddings | frozen (kept as initialised) |"
+    assert (row in card_for(params=params)) is frozen
+    assert row not in card_for(params=params, role="teacher")
 
 
 def test_teacher_card_is_its_own():

@@ -42,6 +42,8 @@ def test_unknown_key_suggests_the_close_one():
     ("temperature", 0, r"'temperature' = 0: Input should be greater than 0"),
     ("student.train.epochs", -1, r"'student.train.epochs' = -1"),
     ("teacher.train.batch_size", "big", r"'teacher.train.batch_size' = 'big'"),
+    ("student.freeze_word_embeddings", "yes please",
+     r"'student.freeze_word_embeddings' = 'yes please'"),
 ])
 def test_bad_values_name_key_and_value(path, value, message):
     with pytest.raises(UserError, match=message):
@@ -62,3 +64,10 @@ def test_relative_mlflow_db_is_anchored_at_the_project_root(tmp_path):
     assert anchored_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert anchored_uri("sqlite:////abs/m.db", queued) == "sqlite:////abs/m.db"
     assert anchored_uri("http://tracking:5000", queued) == "http://tracking:5000"
+
+
+def test_frozen_word_embeddings_need_trained_ones():
+    raw = with_change("student.init", "config")
+    raw["student"]["freeze_word_embeddings"] = True
+    with pytest.raises(UserError, match="would freeze random word embeddings.*teacher_layers"):
+        parse_params(raw)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from transformers import Trainer, TrainingArguments
 
 from pipeline.config import StudentConfig, TeacherConfig
 from pipeline.errors import UserError
@@ -40,6 +41,28 @@ def test_build_student_from_config_uses_label_set(teacher4):
     student = build_student(cfg, LABELS, teacher4)
     assert student.config.num_hidden_layers == 1
     assert student.config.num_labels == len(LABELS)
+
+
+def test_frozen_word_embeddings_stay_the_teachers_through_training(teacher4, tmp_path):
+    cfg = StudentConfig(layers=[0, 2], freeze_word_embeddings=True)
+    student = build_student(cfg, LABELS, teacher4)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    rows = [{"input_ids": [1, 5 + i, 7, 2], "labels": i % len(LABELS)} for i in range(8)]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
+                             learning_rate=1e-2, report_to="none", use_cpu=True,
+                             save_strategy="no")
+    Trainer(model=student, args=args, train_dataset=rows).train()
+    after = student.state_dict()
+    key = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(after[key], before[key])
+    assert torch.equal(after[key], teacher4.state_dict()[key])
+    # Everything else still trains, position embeddings included.
+    for other in ("bert.embeddings.position_embeddings.weight",
+                  "bert.encoder.layer.0.attention.self.query.weight", "classifier.weight"):
+        assert not torch.equal(after[other], before[other]), other
+    student.save_pretrained(tmp_path / "saved")
+    reloaded = type(student).from_pretrained(tmp_path / "saved")
+    assert torch.equal(reloaded.state_dict()[key], after[key])
 
 
 def test_reorder_labels_permutes_head():

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -49,7 +50,7 @@ def repo(tmp_path_factory):
     params["teacher"]["config_overrides"] = TINY_MODEL
     tiny_train = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
     params["teacher"]["train"] = tiny_train
-    params["student"].update(layers=[1], train=tiny_train)
+    params["student"].update(layers=[1], train=tiny_train, freeze_word_embeddings=True)
     params["evaluate"].update(latency_runs=3, latency_warmup=1)
     write_tiny_data(repo / "data" / "tiny")
     scratch_project(repo, params, {"HF_TOKEN": TOKEN})
@@ -90,6 +91,19 @@ def test_student_folder_is_a_pipeline_model_with_card(repo):
     card = (repo / "models/student/README.md").read_text()
     assert card.startswith("---\n") and "knowledge-distillation" in card
     assert card == (repo / "reports/model_card.md").read_text()
+
+
+def test_student_word_embeddings_stay_the_teachers(repo):
+    from safetensors.torch import load_file
+
+    key = "bert.embeddings.word_embeddings.weight"
+    weights = {role: load_file(repo / "models/trained" / role / "model.safetensors")
+               for role in ("teacher", "baseline", "student")}
+    for role in ("baseline", "student"):
+        assert weights[role][key].equal(weights["teacher"][key]), role
+        assert not weights[role]["classifier.weight"].equal(weights["teacher"]["classifier.weight"])
+    assert "| word embeddings | frozen (kept as initialised) |" in (
+        repo / "models/student/README.md").read_text()
 
 
 def test_hub_token_reaches_no_output(repo):
@@ -176,3 +190,17 @@ def test_distill_killed_midway_resumes_to_the_same_model(repo):
     assert "distill: resuming from" in out
     assert not checkpoints.exists()  # a completed stage leaves no checkpoints behind
     assert (comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")) == expected
+
+
+# Last: it adds bench/ to the scratch repo.
+def test_accuracy_bench_trains_the_usual_way_and_scores_the_stages_student(repo, tmp_path):
+    shutil.copytree(ROOT / "bench", repo / "bench", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "distill_accuracy.json"
+    printed = run(["python", "-m", "bench.distill_accuracy", "--out", str(out)], repo)
+    report = json.loads(out.read_text())
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    # (b) is scored as the evaluate stage scores the student.
+    assert report["b_distill_stage"]["accuracy"] == metrics["student"]["accuracy"]
+    assert report["b_distill_stage"]["freeze_word_embeddings"] is True
+    assert 0.0 <= report["a_usual"]["accuracy"] <= 1.0 and report["a_usual"]["train_seconds"] > 0
+    assert report["test_rows"] == 12 and "b - a =" in printed

@@ -195,6 +195,9 @@ def changed(raw: dict, **changes) -> dict:
     ({"teacher__finetune": False}, "teacher.finetune must be true"),
     ({"student__init": "pretrained"}, "student.model 'mlp' has no pretrained weights"),
     ({"task": "audio-classification"}, "'task' = 'audio-classification'"),
+    ({"student__freeze_word_embeddings": True, "student__init": "pretrained",
+      "student__model": "google/vit-base-patch16-224"},
+     "student.freeze_word_embeddings applies to text models"),
 ])
 def test_models_that_do_not_fit_the_task(changes, message):
     with pytest.raises(UserError, match=message):
