@@ -19,6 +19,7 @@ import json
 import logging
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from datasets import DatasetDict
@@ -27,11 +28,11 @@ from transformers import DataCollatorWithPadding, set_seed
 from bench.usual_distillation import OnlineDistillationTrainer
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.data import load_prepared
 from pipeline.inference import predict_logits
 from pipeline.metrics import accuracy_and_f1
-from pipeline.models import load_classifier, load_student
+from pipeline.models import load_classifier, load_student, trained_teacher
 from pipeline.outputs import write_json
+from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import training_arguments
 
@@ -52,7 +53,9 @@ def main() -> None:
     set_seed(params.seed)
     ds, names = load_prepared(paths.PREPARED)
     usual_cfg = params.student.model_copy(update={"freeze_word_embeddings": False})
-    student, processor = load_student(usual_cfg, names, paths.trained("teacher"), task, ds["train"])
+    student, processor = load_student(usual_cfg, names,
+                                       partial(trained_teacher, paths.trained("teacher"), task),
+                                       task, ds["train"])
     teacher = load_classifier(paths.trained("teacher"), task)
     keep = [*processor.model_input_names, "label"]
     encoded = task.encode(DatasetDict(train=ds["train"], validation=ds["validation"]), processor,

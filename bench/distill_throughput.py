@@ -35,10 +35,11 @@ from transformers.utils import logging as hf_logging
 
 from bench.usual_distillation import OnlineDistillationTrainer
 from pipeline import soft_targets
-from pipeline.config import TeacherConfig, load_params
+from pipeline.config import load_params
 from pipeline.data import prepare_dataset
-from pipeline.distill import TEACHER_LOGITS, DistillationTrainer, distillation_loss
+from pipeline.distill import DistillationTrainer, distillation_loss
 from pipeline.models import build_student, build_teacher, load_tokenizer, resolve
+from pipeline.soft_targets import TEACHER_LOGITS
 from pipeline.tasks import TextTask
 from pipeline.training import ClassificationCollator, training_arguments
 
@@ -108,7 +109,8 @@ def main() -> None:
     held = ds["validation"].shuffle(seed=0).select(range(512))
     teacher_name = args.teacher or params.teacher.model
     tokenizer = load_tokenizer(resolve(teacher_name))
-    teacher = build_teacher(TeacherConfig(model=teacher_name, finetune=True), names).eval()
+    teacher = build_teacher(
+        params.teacher.model_copy(update={"model": teacher_name, "finetune": True}), names).eval()
     frozen = params.student.freeze_word_embeddings
     students0 = {
         "b": build_student(params.student, names, teacher),
@@ -121,14 +123,14 @@ def main() -> None:
     start = time.perf_counter()
     text = TextTask()
     soft = soft_targets.compute(teacher, tokenizer, text, {"train": train, "validation": held},
-                                params.evaluate.batch_size, max_length)
+                                params.soft_targets.batch_size, max_length)
     soft_seconds = time.perf_counter() - start
     encoded = text.encode(DatasetDict({"train": soft_targets.attach(train, soft["train"]),
                                        "validation": soft_targets.attach(held, soft["validation"])}),
                           tokenizer, max_length)
     mean_tokens = sum(encoded["train"]["length"]) / len(encoded["train"])
     plain = encoded["train"].select_columns([*tokenizer.model_input_names, "label"])
-    collate = ClassificationCollator(tokenizer)
+    collate = ClassificationCollator(tokenizer, (TEACHER_LOGITS,))
     held_batches = [collate([encoded["validation"][j] for j in range(i, i + 64)])
                     for i in range(0, 512, 64)]
     cfg = params.student.train.model_copy(update={"epochs": 1})

@@ -13,8 +13,6 @@ from pipeline.config import Params
 from pipeline.models import BUILTIN_CONFIGS
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-# Packaged aliases and the Hub ids of the same weights, for `base_model`.
-HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 # Report keys that go into the model-index, with their Hub metric types.
 INDEXED = {"accuracy": "accuracy", "macro_f1": "f1", "in_scope_accuracy": "accuracy",
            "oos_recall": "recall", "oos_precision": "precision"}
@@ -31,26 +29,18 @@ class CardInputs:
     history: list[dict]  # per-epoch rows of the model's training stage
     names: list[str]
     example_text: str | None  # a test query, for the usage snippet (None for images)
+    # role -> where its starting weights came from ({"hub_id", "revision"}, from the training
+    # stage's report): the card's base_model.
+    sources: dict[str, dict]
 
 
-def _commit() -> str:
+def _commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True, timeout=10)
-        return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "<commit>"
-
-
-def hub_id(model: str | None) -> str | None:
-    """The Hub id of a model name, or None for a local path."""
-    if model is None:
         return None
-    if model in HUB_IDS:
-        return HUB_IDS[model]
-    if model in BUILTIN_CONFIGS:
-        return None
-    return model if "/" in model and not Path(model).exists() else None
+    return out.stdout.strip() or None
 
 
 def _versions() -> dict[str, str]:
@@ -69,11 +59,8 @@ def card_data(inputs: CardInputs, role: str) -> ModelCardData:
         )
         for key, hub_type in INDEXED.items() if key in m
     ]
-    if role == "student":
-        base = hub_id(p.student.model) if p.student.init != "teacher_layers" else hub_id(p.teacher.model)
-        name = p.card.model_name
-    else:
-        base, name = hub_id(p.teacher.model), f"{p.card.model_name}-teacher"
+    base = inputs.sources[role].get("hub_id")
+    name = p.card.model_name if role == "student" else f"{p.card.model_name}-teacher"
     tags = [p.task, "generated_from_trainer"] + (["knowledge-distillation"] if role == "student" else [])
     return ModelCardData(
         model_name=name,
@@ -113,8 +100,10 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
     if role == "teacher":
         architecture = f"{metrics['teacher']['parameters'] / 1e6:.1f}M-parameter"
     teacher_builtin = p.teacher.model in BUILTIN_CONFIGS
+    # A reader needs the model an alias stands for, not the alias.
+    teacher_hub = inputs.sources["teacher"].get("hub_id")
     teacher_model = (_builtin_description(p.teacher.model, p.teacher.config_overrides)
-                     if teacher_builtin else f"`{p.teacher.model}`")
+                     if teacher_builtin else f"`{teacher_hub or p.teacher.model}`")
     train = p.student.train if role == "student" else p.teacher.train
     return ModelCard.from_template(
         card_data(inputs, role),
@@ -152,6 +141,9 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         example_text=(inputs.example_text or "").replace('"', "'"),
         versions=_versions(),
         commit=_commit(),
+        repository=p.card.repository,
+        base=inputs.sources[role],
+        data_revision=inputs.data.get("source_revision"),
         fmt=lambda v, digits: "–" if v is None else f"{v:.{digits}f}",
         pct=lambda v: f"{100 * v:.1f}%",
         count=lambda v: f"{v:,}",

@@ -1,8 +1,9 @@
 """Per-epoch Trainer checkpoints of a training stage, so that a killed stage resumes.
 
 A stage's checkpoints live in models/checkpoints/<stage> beside a fingerprint of everything the
-training depends on (params and the encoded training data). A rerun resumes only from a
-checkpoint with the same fingerprint; anything else there is stale and is cleared.
+training depends on: params, the code the stage runs, the starting weights and the encoded
+training data. A rerun resumes only from a checkpoint with the same fingerprint; anything else
+there is stale and is cleared.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
 from datasets import Dataset
+from transformers import PreTrainedModel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from pipeline.code_deps import code_digest
 from pipeline.config import Params
 
 log = logging.getLogger(__name__)
@@ -25,10 +29,16 @@ STAMP = "fingerprint.txt"
 NOT_TRAINING = {"evaluate", "tracking", "card"}
 
 
-def fingerprint(stage: str, params: Params, *splits: Dataset) -> str:
+def fingerprint(stage: str, params: Params, model: PreTrainedModel, *splits: Dataset) -> str:
+    """What training of `stage` depends on: params, the stage's code (stages/<stage>.py and the
+    modules it imports), `model`'s starting weights and the encoded `splits`."""
     digest = hashlib.sha256(stage.encode())
     digest.update(json.dumps(params.model_dump(mode="json", exclude=NOT_TRAINING),
                              sort_keys=True).encode())
+    digest.update(code_digest(f"stages/{stage}.py").encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     for split in splits:
         for batch in split.with_format("arrow")[:].to_batches():
             digest.update(batch.serialize())
@@ -52,7 +62,8 @@ def latest(folder: Path, stamp: str) -> Path | None:
         if found:
             return found[-1]
     elif folder.exists():
-        log.info("clearing %s: its checkpoints come from other params or data", folder)
+        log.info("clearing %s: its checkpoints come from other params, code, starting weights "
+                 "or data", folder)
     clear(folder)
     folder.mkdir(parents=True)
     stamp_file.write_text(stamp)

@@ -5,165 +5,264 @@ runs that differ only in their seed.
     dvc exp run --queue -S alpha=0.2,0.5,0.8 -S temperature=2,4,8
     dvc exp run --queue -S seed=1,2,3
     dvc queue start -j 1
-    python -m pipeline.compare          # writes reports/compare.md and reports/compare.png
+    python -m pipeline.compare                  # reports/local/compare.md and compare.png
+    python -m pipeline.compare --all-commits    # with the experiments of earlier commits too
+    python -m pipeline.compare --out reports/compare.md --figure reports/compare.png
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import statistics
-import subprocess
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import dvc.api
+import pandas as pd
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+from pandas.api.typing import DataFrameGroupBy
+from pydantic import BaseModel
+
 from pipeline import plots
+from pipeline.config import Params
 from pipeline.errors import UserError, stage_main
 from pipeline.outputs import write_text
 from pipeline.paths import METRICS, PARAMS, REPORTS
+from pipeline.registry import ROLES
 
 log = logging.getLogger(__name__)
 
-# (column title, path in metrics.json)
-COLUMNS = [
-    ("student acc", ("student", "accuracy")),
-    ("student macro-F1", ("student", "macro_f1")),
-    ("in-scope acc", ("student", "in_scope_accuracy")),
-    ("oos recall", ("student", "oos_recall")),
-    ("ECE", ("student", "ece")),
-    ("agreement", ("student_vs_teacher", "agreement")),
-    ("student / teacher acc", ("student_vs_teacher", "accuracy_ratio")),
-    ("baseline acc", ("baseline", "accuracy")),
-    ("teacher acc", ("teacher", "accuracy")),
-]
+# Git-ignored: a comparison of one's own experiments must not overwrite the committed record.
+DEFAULT_OUT = REPORTS / "local" / "compare.md"
+
+EXPERIMENT, COMMIT = "experiment", "commit"
+WORKSPACE = "workspace"
+SEED = "seed"
+GRID = ["alpha", "temperature"]
+STUDENT = "student"
+# What distillation has to beat: the seeds table counts the student's wins over it.
+BASELINE = "baseline"
+
+# exp_show() names a column "file:key" only when two files share the key: reports/teacher.json
+# and reports/student.json (validation metrics, training time) always do, metrics.json and
+# params.yaml do not. Only these two files describe a run here.
+FILES = (str(PARAMS), str(METRICS))
+# The blocks of metrics.json (pipeline.evaluation): one per model, the comparison, the
+# numerics the models ran in, the timings.
+METRIC_BLOCKS = (*ROLES, "student_vs_teacher", "numerics", "speed")
+# Latency, throughput and the device differ on every run of the same model: not a result.
+TIMINGS = "speed."
+# exp_show() turns every value into text and back: a null param comes back as "None", a value
+# from a file it could not read as "!".
+UNKNOWN = {"None": None, "!": None}
+
+ACCURACY = {role: f"{role}.accuracy" for role in ROLES}
+STUDENT_COLUMNS = {
+    "student.macro_f1": "student macro-F1",
+    "student.in_scope_accuracy": "in-scope acc",
+    "student.oos_recall": "oos recall",
+    "student.ece": "ECE",
+    "student_vs_teacher.agreement": "agreement",
+    "student_vs_teacher.accuracy_ratio": "student / teacher acc",
+}
+# The result first, then what it has to beat, then the reference.
+METRIC_TITLES = {
+    **{ACCURACY[role]: f"{ROLES[role].title} acc" for role in reversed(ROLES)},
+    **STUDENT_COLUMNS,
+}
 
 
-def _records(nodes: list[dict]) -> Iterator[tuple[str, dict]]:
-    """Walk `dvc exp show --json`: commits, each with its experiments, each with its revs.
-    Yields (name, data) for every node that has data."""
-    for node in nodes:
-        for rev in node.get("revs", [node]):
-            if data := rev.get("data"):
-                yield rev.get("name") or rev.get("rev"), data
-            yield from _records(rev.get("experiments") or [])
+def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _leaves(field.annotation, f"{prefix}{name}.")
+        else:
+            yield prefix + name
 
 
-def experiments(show: list[dict]) -> list[dict]:
-    """One row per distinct run with metrics: the commit, its experiments, the workspace."""
-    rows, seen = [], set()
-    # The workspace after a `dvc repro` repeats its commit, and an experiment with the commit's
-    # params repeats it too: one row per distinct result, named by a commit where possible.
-    records = sorted(_records(show), key=lambda rec: rec[0] == "workspace")
-    for name, data in records:
-        params = (data.get("params") or {}).get(str(PARAMS), {}).get("data")
-        metrics = (data.get("metrics") or {}).get(str(METRICS), {}).get("data")
-        if not params or not metrics:
-            continue
-        result = json.dumps([params, metrics], sort_keys=True)
-        if result in seen:
-            continue
-        seen.add(result)
-        rest = {k: v for k, v in params.items() if k != "seed"}
-        row = {"experiment": name, "seed": params.get("seed"), "alpha": params["alpha"],
-               "temperature": params["temperature"],
-               "student lr": params["student"]["train"]["learning_rate"],
-               "student epochs": params["student"]["train"]["epochs"]}
-        for title, (role, key) in COLUMNS:
-            row[title] = metrics.get(role, {}).get(key)
-        # Runs with equal params but for the seed form one group in the seeds table.
-        row[GROUP] = json.dumps(rest, sort_keys=True)
-        rows.append(row)
-    return sorted(rows, key=lambda r: (-(r["student acc"] or 0), -(r["student macro-F1"] or 0)))
+# Flattened param names as exp_show() writes them ("student.train.epochs").
+PARAM_NAMES = tuple(_leaves(Params))
 
 
-GROUP = "_params_but_seed"
-PLAIN = ("alpha", "temperature", "student lr", "seed")
+def is_param(name: str) -> bool:
+    """Whether a column of the comparison is a param (dict-valued params flatten further)."""
+    return any(name == p or name.startswith(f"{p}.") for p in PARAM_NAMES)
 
 
-def markdown_table(rows: list[dict]) -> str:
+def _is_metric(name: str) -> bool:
+    return name.split(".")[0] in METRIC_BLOCKS and not is_param(name)
+
+
+def _column_names(columns: pd.Index) -> dict[str, str]:
+    """exp_show() column -> its params.yaml or metrics.json key; other columns are left out
+    (other metrics files, the hashes of dependencies, DVC's own columns)."""
+    names = {}
+    for column in columns:
+        file, _, key = column.rpartition(":")
+        if (file in FILES or not file) and (is_param(key) or _is_metric(key)):
+            names[column] = key
+    return names
+
+
+def _commits(table: pd.DataFrame) -> pd.Categorical:
+    """The commit each row's code comes from, newest first: exp_show() lists each commit's
+    experiments after it, and the workspace, listed first, holds the code of the next one."""
+    revs = table["rev"].where(table["typ"] == "baseline")
+    commits = revs.mask(revs == WORKSPACE).ffill().bfill()
+    return pd.Categorical(commits, categories=commits.unique(), ordered=True)
+
+
+def _name_rank(table: pd.DataFrame) -> pd.Series:
+    """Which name a result listed more than once keeps: a commit's, the workspace's, an
+    experiment's."""
+    commit = (table["typ"] == "baseline") & (table["rev"] != WORKSPACE)
+    return (~commit).astype(int) + table["Experiment"].notna().astype(int)
+
+
+def distinct_runs(rows: list[dict]) -> pd.DataFrame:
+    """One row per distinct run with metrics, best distilled-student accuracy first, from the
+    rows of `dvc.api.exp_show()`: its name, its commit, its params and metrics."""
+    table = pd.DataFrame(rows)
+    names = _column_names(table.columns)
+    data = table[list(names)].rename(columns=names).replace(UNKNOWN).infer_objects()
+    metrics = [c for c in data if _is_metric(c)]
+    data.insert(0, EXPERIMENT, table["Experiment"].fillna(table["rev"]))
+    data.insert(1, COMMIT, _commits(table))
+    data = data[data[metrics].notna().any(axis=1)]  # queued and failed experiments
+    if data.empty or ACCURACY[STUDENT] not in data:
+        raise UserError(f"no experiment with {METRICS} yet: run `dvc repro` or `dvc exp run` "
+                        "first")
+    # The same params and metrics are one result, whatever its timings.
+    result = [c for c in data.columns.drop([EXPERIMENT, COMMIT]) if not c.startswith(TIMINGS)]
+    names_first = _name_rank(table)[data.index].sort_values(kind="stable").index
+    data = data.loc[names_first].drop_duplicates(subset=result)[[EXPERIMENT, COMMIT, *result]]
+    best_first = [c for c in (ACCURACY[STUDENT], "student.macro_f1") if c in data]
+    return data.sort_values(best_first, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _params(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if is_param(c)]
+
+
+def _setting(runs: pd.DataFrame) -> list[str]:
+    """What makes runs repeats of one setting: their code and every param but the seed."""
+    return [COMMIT, *(p for p in _params(runs) if p != SEED)]
+
+
+def _shown(runs: pd.DataFrame) -> list[str]:
+    """The commit where there are several, alpha and temperature, then the other params that
+    differ between the runs (as `dvc exp show --only-changed`)."""
+    changed = [p for p in _params(runs) if runs[p].nunique(dropna=False) > 1 and p not in GRID]
+    commit = [COMMIT] if runs[COMMIT].nunique() > 1 else []
+    return [*commit, *GRID, *changed]
+
+
+def _settings(runs: pd.DataFrame) -> DataFrameGroupBy:
+    return runs.groupby(_setting(runs), dropna=False, observed=True, sort=False)
+
+
+def _spread(values: pd.Series) -> str:
+    return (f"{values.mean():.4f} ± {values.std():.4f} "
+            f"({values.min():.4f}–{values.max():.4f})")
+
+
+def _seeds(seeds: pd.Series) -> str:
+    return ", ".join(f"{s:g}" for s in sorted(seeds.unique()))
+
+
+def _wins(won: pd.Series) -> str:
+    return f"{won.sum()} of {len(won)}"
+
+
+def seed_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per setting run with two or more seeds: mean ± standard deviation (min–max) of each
+    model's test accuracy, and how often the student beat the baseline. Runs of different
+    commits are different settings."""
+    seeded = _settings(runs).filter(lambda setting: setting[SEED].nunique() > 1)
+    student, baseline = seeded[ACCURACY[STUDENT]], seeded[ACCURACY[BASELINE]]
+    seeded = seeded.assign(_gain=student - baseline, _won=student > baseline)
+    summary = _settings(seeded).agg(
+        seeds=(SEED, _seeds),
+        **{f"{ROLES[role].title} acc": (ACCURACY[role], _spread) for role in ROLES},
+        **{"student − baseline": ("_gain", _spread), "student beat baseline": ("_won", _wins)},
+    ).reset_index()
+    shown = [c for c in _shown(runs) if c != SEED]
+    return summary[[*shown, *summary.columns.drop(_setting(runs))]]
+
+
+def _cell(column: str, value: object) -> str:
+    if pd.isna(value):
+        return ""
+    if isinstance(value, float):
+        return format(value, "g" if is_param(column) else ".4f")
+    return str(value)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Params as written (%g), metrics to four decimals, unknown values as empty cells."""
+    cells = table.apply(lambda column: column.map(lambda value: _cell(column.name, value)))
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The report's main table: names, the params worth showing, the key metrics titled."""
+    metrics = [c for c in METRIC_TITLES if c in runs]
+    table = runs[[EXPERIMENT, *_shown(runs), *metrics]].rename(columns=METRIC_TITLES)
     # Columns that no run has (oos figures of a data set without oos) are left out.
-    head = [k for k in rows[0] if not k.startswith("_") and any(r[k] is not None for r in rows)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [f"{v:.4f}" if isinstance(v, float) and k not in PLAIN
-                 else f"{v:g}" if isinstance(v, float) else ("" if v is None else str(v))
-                 for k, v in ((k, row[k]) for k in head)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return table.dropna(axis=1, how="all")
 
 
-def _spread(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}–{max(values):.4f})"
+def _averaged(cells: pd.DataFrame) -> str:
+    """What the figure's numbers are where they are not one run's."""
+    seeded = cells["seeds"] > 1
+    if seeded.all():
+        return " (mean over seeds)"
+    if seeded.any():
+        return " (mean over seeds where a setting has several)"
+    return " (mean over reruns)" if (cells["runs"] > 1).any() else ""
 
 
-def seed_groups(rows: list[dict]) -> list[list[dict]]:
-    """The runs grouped by their params but the seed: one group per setting."""
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(row[GROUP], []).append(row)
-    return list(groups.values())
-
-
-def seed_summary(rows: list[dict]) -> list[dict]:
-    """Per group of runs that differ only in the seed (two or more seeds): mean ± standard
-    deviation (min–max) of each model's test accuracy, and how often the student beat the
-    baseline."""
-    summary = []
-    for runs in seed_groups(rows):
-        seeds = sorted({r["seed"] for r in runs if r["seed"] is not None})
-        if len(seeds) < 2 or any(r["baseline acc"] is None for r in runs):
-            continue
-        student = [r["student acc"] for r in runs]
-        baseline = [r["baseline acc"] for r in runs]
-        summary.append({
-            "alpha": runs[0]["alpha"], "temperature": runs[0]["temperature"],
-            "seeds": ", ".join(map(str, seeds)),
-            "teacher acc": _spread([r["teacher acc"] for r in runs]),
-            "baseline acc": _spread(baseline),
-            "student acc": _spread(student),
-            "student − baseline": _spread([s - b for s, b in zip(student, baseline, strict=True)]),
-            "student beat baseline": f"{sum(s > b for s, b in zip(student, baseline, strict=True))}"
-                                     f" of {len(runs)}",
-        })
-    return summary
-
-
-def _mean(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.mean(known) if known else None
-
-
-def _student_mean(runs: list[dict]) -> float:
-    return _mean([r["student acc"] for r in runs]) or 0.0
-
-
-def write_report(rows: list[dict], out: Path, figure: Path) -> None:
-    # Runs that differ only in the seed are one setting: its cell shows their mean. Settings
-    # that differ in more than alpha/T would share a cell: the cell keeps the best of them.
-    cells: dict[tuple[float, float], list[dict]] = {}
-    for runs in seed_groups(rows):
-        key = (runs[0]["alpha"], runs[0]["temperature"])
-        if key not in cells or _student_mean(runs) > _student_mean(cells[key]):
-            cells[key] = runs
-    best = max(cells.values(), key=_student_mean)
-    references = {"teacher": _mean([r["teacher acc"] for r in best]),
-                  "baseline student": _mean([r["baseline acc"] for r in best])}
-    seeded = any(len(runs) > 1 for runs in cells.values())
+def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
+    """Plot the distilled student's accuracy over alpha x temperature: per cell, the mean of a
+    setting's runs, with the teacher's and the baseline's beside the title."""
+    means = _settings(runs).agg(
+        **{role: (ACCURACY[role], "mean") for role in ROLES},
+        seeds=(SEED, "nunique"), runs=(ACCURACY[STUDENT], "size"),
+    ).reset_index()
+    # Settings that differ in more than alpha and T share a cell: it shows the best of them.
+    cells = means.sort_values(STUDENT, ascending=False, kind="stable").drop_duplicates(GRID)
+    best = cells.iloc[0]
     plots.grid_heatmap(
-        {key: _student_mean(runs) for key, runs in cells.items()}, figure,
-        "Distilled student test accuracy" + (" (mean over seeds)" if seeded else ""),
-        "test accuracy",
-        {f"{k} acc": v for k, v in references.items() if v is not None})
+        {(a, t): s for a, t, s in cells[[*GRID, STUDENT]].itertuples(index=False)}, figure,
+        title + _averaged(cells), "test accuracy",
+        {f"{ROLES[role].title} acc": best[role] for role in ROLES
+         if role != STUDENT and pd.notna(best[role])})
+
+
+def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
+    """The comparison as markdown at `out`, with the heatmap at `figure`."""
+    commits = runs[COMMIT].nunique()
+    # The newest code's runs only: runs of different code are never averaged.
+    commit = runs[COMMIT].min()
+    title = f"{ROLES[STUDENT].title.capitalize()} test accuracy"
+    heatmap(runs[runs[COMMIT] == commit], figure,
+            title + (f", commit {commit}" if commits > 1 else ""))
     body = (
         "# Experiment comparison\n\n"
-        f"{len(rows)} runs from `dvc exp show`, best distilled-student test accuracy first. "
-        "Teacher and baseline do not depend on alpha or temperature, so they repeat.\n\n"
-        + markdown_table(rows)
-        + f"\n![student accuracy over alpha and temperature]({figure.relative_to(out.parent)})\n"
+        f"{len(runs)} runs (DVC experiments and the workspace"
+        + (f" of {commits} commits" if commits > 1 else f", commit `{commit}`")
+        + "), best distilled-student test accuracy first. Teacher and baseline do not depend "
+        "on alpha or temperature, so they repeat.\n\n"
+        + markdown_table(run_table(runs))
+        + f"\n![student accuracy over alpha and temperature]"
+        f"({Path(os.path.relpath(figure, out.parent)).as_posix()})\n"
     )
-    if summary := seed_summary(rows):
+    if commits > 1:
+        body += f"\nThe figure shows the runs of commit `{commit}` only.\n"
+    summary = seed_summary(runs)
+    if not summary.empty:
         body += (
             "\n## Across seeds\n\nRuns whose params differ only in `seed` (which also changes "
             "the data splits carved from train and every model's initialisation): test accuracy "
@@ -172,30 +271,32 @@ def write_report(rows: list[dict], out: Path, figure: Path) -> None:
     write_text(out, body)
 
 
-def dvc_exp_show() -> list[dict]:
+def exp_show(all_commits: bool) -> list[dict]:
+    """The rows of `dvc exp show`: the workspace, HEAD and its experiments (with
+    `all_commits`, every earlier commit of HEAD's history and its experiments too)."""
     try:
-        # Every commit's experiments: a grid queued before the latest commit still counts.
-        done = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], check=True,
-                              capture_output=True, text=True)
-    except subprocess.CalledProcessError as err:
-        raise UserError(f"`dvc exp show --json` failed: {err.stderr.strip()}") from None
-    return json.loads(done.stdout)
+        # Without a repository exp_show() would take the current folder for a git URL to clone.
+        rows = dvc.api.exp_show(repo=Repo.find_root(), num=-1 if all_commits else 1)
+    except DvcException as err:
+        raise UserError(f"`dvc exp show` failed: {err}") from None
+    if not rows:
+        raise UserError("`dvc exp show` lists nothing: commit the project first")
+    return rows
 
 
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPORTS / "compare.md")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # Beside the table, not in reports/plots: that folder is an output of the evaluate stage.
-    parser.add_argument("--figure", type=Path, default=REPORTS / "compare.png")
+    parser.add_argument("--figure", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
+    parser.add_argument("--all-commits", action="store_true",
+                        help="also the experiments of the commits before HEAD")
     args = parser.parse_args()
-    rows = experiments(dvc_exp_show())
-    if not rows:
-        raise UserError("no experiment with reports/metrics.json yet: run `dvc repro` or "
-                        "`dvc exp run` first")
+    compared = distinct_runs(exp_show(args.all_commits))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    write_report(rows, args.out, args.figure)
-    log.info("%d runs compared -> %s, %s", len(rows), args.out, args.figure)
+    write_report(compared, args.out, args.figure)
+    log.info("%d runs compared -> %s, %s", len(compared), args.out, args.figure)
 
 
 if __name__ == "__main__":

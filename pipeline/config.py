@@ -11,27 +11,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.errors import UserError
 
+from pipeline.registry import IMAGE_BUILTINS, TEXT_ALIASES
+
 DEFAULT_PARAMS = Path("params.yaml")
 TASKS = ("text-classification", "image-classification")
-# Image models the project builds itself (teacher.model / student.model), by architecture.
-VISION_BUILTINS = ("cnn", "mlp")
-# Text models the project ships offline (teacher.model / student.model aliases).
-TEXT_ALIASES = ("minilm-l6",)
 SOURCE_PREFIXES = ("hub:", "sklearn:")
 
 
 class _Section(BaseModel):
     # An unknown key is almost always a typo; silently ignoring it would train with a default.
+    # No key has a default here: params.yaml holds every knob, where DVC sees it, and a missing
+    # one is an error rather than a value nobody chose.
     model_config = ConfigDict(extra="forbid")
 
 
 class TrainConfig(_Section):
-    epochs: float = Field(3, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    eval_batch_size: int = Field(128, gt=0)
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    eval_batch_size: int = Field(gt=0)
 
 
 class DataConfig(_Section):
@@ -39,18 +39,18 @@ class DataConfig(_Section):
     # The file or folder DVC hashes to see that the data changed (dvc.yaml cannot tell a path
     # from hub:/sklearn: itself): data.source when it is local; for hub: and sklearn: sources
     # a file that stands for the data, such as the loading code.
-    watch: str | None = None
-    text_column: str = "text"
-    image_column: str = "image"
-    label_column: str = "label"
-    max_length: int = Field(64, gt=0)
-    validation_fraction: float = Field(0.1, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    oos_label: str | None = "oos"
+    watch: str
+    text_column: str
+    image_column: str
+    label_column: str
+    max_length: int = Field(gt=0)
+    validation_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)
+    oos_label: str | None
 
     @model_validator(mode="after")
     def _check_watch(self) -> DataConfig:
-        if self.source.startswith(SOURCE_PREFIXES) or self.watch is None:
+        if self.source.startswith(SOURCE_PREFIXES):
             return self
         source, watch = Path(self.source), Path(self.watch)
         if watch != source and watch not in source.parents:
@@ -62,24 +62,24 @@ class DataConfig(_Section):
 
 
 class TeacherConfig(_Section):
-    model: str = "minilm-l6"
-    finetune: bool = True
+    model: str
+    finetune: bool
     # Architecture overrides: when set, the teacher is built from the model's config with these
     # changes and random weights (tiny test models, ablations), not loaded pretrained.
-    config_overrides: dict[str, Any] | None = None
-    train: TrainConfig = TrainConfig()
+    config_overrides: dict[str, Any] | None
+    train: TrainConfig
 
 
 class StudentConfig(_Section):
-    init: Literal["teacher_layers", "pretrained", "config"] = "teacher_layers"
-    layers: list[int] = Field(default_factory=lambda: [0, 2, 4])
-    model: str | None = None
-    config_overrides: dict[str, Any] | None = None
+    init: Literal["teacher_layers", "pretrained", "config"]
+    layers: list[int]
+    model: str | None
+    config_overrides: dict[str, Any] | None
     # Keep the word embeddings the student starts with (the teacher's or the pretrained
     # model's): they are most of a small text student's weights, and updating them is a large
     # share of each training step (bench/distill_throughput.py).
-    freeze_word_embeddings: bool = False
-    train: TrainConfig = TrainConfig()
+    freeze_word_embeddings: bool
+    train: TrainConfig
 
     @model_validator(mode="after")
     def _check_init(self) -> StudentConfig:
@@ -95,52 +95,61 @@ class StudentConfig(_Section):
         return self
 
 
+class SoftTargetsConfig(_Section):
+    # Batch size of the teacher's pass over the data; it decides the padding of each batch, so
+    # it belongs to the soft targets, not to the evaluation.
+    batch_size: int = Field(gt=0)
+
+
 class EvaluateConfig(_Section):
-    batch_size: int = Field(128, gt=0)
-    latency_runs: int = Field(50, gt=0)
-    latency_warmup: int = Field(5, ge=0)
-    throughput_batch_size: int = Field(64, gt=0)
-    ece_bins: int = Field(15, gt=0)
+    batch_size: int = Field(gt=0)
+    latency_runs: int = Field(gt=0)
+    latency_warmup: int = Field(ge=0)
+    throughput_batch_size: int = Field(gt=0)
+    ece_bins: int = Field(gt=0)
 
 
 class TrackingConfig(_Section):
-    mlflow_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "distill-pipeline"
+    mlflow_uri: str
+    experiment: str
 
 
 class CardConfig(_Section):
-    model_name: str = "distilled-intent-classifier"
-    license: str = "apache-2.0"
+    model_name: str
+    license: str
     # null for data without a language (images).
-    language: str | None = "en"
-    dataset_name: str = "demo intents"
-    dataset_id: str | None = None
-    dataset_citation: str | None = None
+    language: str | None
+    dataset_name: str
+    dataset_id: str | None
+    dataset_citation: str | None
+    # Where the project's code is published (a git URL), for the card's "how to reproduce".
+    repository: str | None
 
 
 class Params(_Section):
-    seed: int = 42
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(2.0, gt=0)
-    task: Literal[TASKS] = "text-classification"
+    seed: int
+    alpha: float = Field(ge=0, le=1)
+    temperature: float = Field(gt=0)
+    task: Literal[TASKS]
     data: DataConfig
-    teacher: TeacherConfig = TeacherConfig()
-    student: StudentConfig = StudentConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    card: CardConfig = CardConfig()
+    teacher: TeacherConfig
+    student: StudentConfig
+    soft_targets: SoftTargetsConfig
+    evaluate: EvaluateConfig
+    tracking: TrackingConfig
+    card: CardConfig
 
     @model_validator(mode="after")
     def _check_models_fit_task(self) -> Params:
         image = self.task == "image-classification"
         for role, model in (("teacher", self.teacher.model), ("student", self.student.model)):
-            if not image and model in VISION_BUILTINS:
+            if not image and model in IMAGE_BUILTINS:
                 raise ValueError(f"{role}.model '{model}' is an image model; set task: "
                                  "image-classification or pick a text model")
             if image and model in TEXT_ALIASES:
                 raise ValueError(f"{role}.model '{model}' is a text model; task is "
                                  "image-classification (built-in image models: cnn, mlp)")
-        if self.teacher.model in VISION_BUILTINS:
+        if self.teacher.model in IMAGE_BUILTINS:
             if not self.teacher.finetune:
                 raise ValueError(f"teacher.model '{self.teacher.model}' is built here with random "
                                  "weights, so teacher.finetune must be true")
@@ -151,7 +160,7 @@ class Params(_Section):
         if image and self.student.freeze_word_embeddings:
             raise ValueError("student.freeze_word_embeddings applies to text models; set it to "
                              "false for task image-classification")
-        if self.student.init == "pretrained" and self.student.model in VISION_BUILTINS:
+        if self.student.init == "pretrained" and self.student.model in IMAGE_BUILTINS:
             raise ValueError(f"student.model '{self.student.model}' has no pretrained weights; "
                              "use student.init: config")
         return self

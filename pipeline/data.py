@@ -3,15 +3,20 @@ splits."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
+from typing import IO
 
 import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HTTPError
 from PIL import Image as PILImage
 
 from pipeline.config import DataConfig
@@ -24,30 +29,60 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"),
                   "test": ("test",)}
 _BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# The text formats whose builders read gzip-compressed files too (parquet compresses inside).
+_GZIP_FORMATS = {".csv", ".json", ".jsonl"}
 _CLINC_KEYS = {"train", "val", "test"}
+_HUB_FORMAT = "'hub:ID', 'hub:ID:CONFIG', either optionally followed by '@REVISION'"
+# What the Hub libraries raise for a wrong id, config or revision (HTTP errors, ValueError) and
+# for an unreachable Hub (OSError, or the HTTP client's own errors).
+_HUB_ERRORS = (HTTPError, OSError, ValueError)
 
 
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def _load_hub(spec: str) -> DatasetDict:
-    parts = spec.removeprefix("hub:").split(":")
-    if not parts[0] or len(parts) > 2:
-        raise UserError(f"data.source '{spec}' must be 'hub:ID' or 'hub:ID:CONFIG'.")
+def _parse_hub(spec: str) -> tuple[str, str | None, str | None]:
+    """`hub:ID[:CONFIG][@REVISION]` -> (ID, CONFIG, REVISION); checks that the Hub is allowed."""
+    # Hub ids and config names hold no '@', so the first one starts the revision.
+    body, at, revision = spec.removeprefix("hub:").partition("@")
+    parts = body.split(":")
+    if len(parts) > 2 or not all(parts) or (at and not revision):
+        raise UserError(f"data.source '{spec}' must be {_HUB_FORMAT}.")
     if _hub_offline():
         raise UserError(
             f"data.source '{spec}' needs the Hugging Face Hub, but HF_HUB_OFFLINE is set. "
             "Unset it on a machine with internet access, or point data.source at a local copy."
         )
+    return parts[0], parts[1] if len(parts) == 2 else None, revision or None
+
+
+def _load_hub(spec: str, revision: str | None) -> DatasetDict:
+    repo_id, config, named = _parse_hub(spec)
+    args = (repo_id, config) if config else (repo_id,)
+    revision = revision or named
     try:
-        loaded = datasets.load_dataset(*parts)
-    except (ConnectionError, OSError) as exc:
+        return datasets.load_dataset(*args, **({"revision": revision} if revision else {}))
+    except _HUB_ERRORS as exc:
         raise UserError(
-            f"could not load '{spec}' from the Hugging Face Hub ({exc}). Check the id and the "
-            "network, or point data.source at a local copy."
+            f"could not load '{spec}' from the Hugging Face Hub ({exc}). Check the id, the "
+            "revision and the network, or point data.source at a local copy."
         ) from None
-    return loaded
+
+
+def source_revision(source: str) -> str | None:
+    """The commit sha a `hub:` source's revision (default: the default branch) points at now;
+    None for other sources. Pass it to prepare_dataset to load that commit and no other."""
+    if not source.startswith("hub:"):
+        return None
+    repo_id, _, revision = _parse_hub(source)
+    try:
+        return HfApi().dataset_info(repo_id, revision=revision).sha
+    except _HUB_ERRORS as exc:
+        raise UserError(
+            f"could not look up '{source}' on the Hugging Face Hub ({exc}). Check the id, the "
+            "revision (a branch, tag or commit) and the network."
+        ) from None
 
 
 def _load_sklearn(spec: str) -> DatasetDict:
@@ -71,25 +106,46 @@ def _load_sklearn(spec: str) -> DatasetDict:
     return DatasetDict({"train": train})
 
 
-def _is_clinc_layout(path: Path) -> bool:
-    if path.suffix != ".json":
-        return False
+def _file_format(path: Path) -> str:
+    """The format suffix of a data file, '.csv' for both x.csv and x.csv.gz."""
+    if path.suffix == ".gz" and len(path.suffixes) > 1 and path.suffixes[-2] in _GZIP_FORMATS:
+        return path.suffixes[-2]
+    return path.suffix
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _read_clinc(path: Path) -> dict | None:
+    """The file's contents if it is in CLINC150's original layout, else None."""
+    if _file_format(path) != ".json":
+        return None
     try:
-        with path.open() as f:
+        with _open_text(path) as f:
+            # A json file of records starts with '['; the CLINC layout is one object.
             if f.read(1) != "{":
-                return False
-        keys = set(json.loads(path.read_text()))
+                return None
+            f.seek(0)
+            raw = json.load(f)
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise UserError(f"data.source {path} is not a complete gzip file ({exc}); compress it "
+                        "again (gzip FILE) or drop the .gz from its name.") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return False  # not the CLINC layout; the json builder reports what is wrong with it
-    return _CLINC_KEYS <= keys
+        return None  # not the CLINC layout; the json builder reports what is wrong with it
+    return raw if isinstance(raw, dict) and _CLINC_KEYS <= raw.keys() else None
 
 
-def _load_clinc(path: Path) -> DatasetDict:
+def _clinc_splits(raw: dict, path: Path) -> DatasetDict:
     """CLINC150's original layout: lists of [query, intent] under train/val/test (+ oos_*)."""
-    raw = json.loads(path.read_text())
     out = {}
     for split, key in (("train", "train"), ("validation", "val"), ("test", "test")):
         pairs = raw[key] + raw.get(f"oos_{key}", [])
+        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise UserError(f"{path}: every row of '{key}' and 'oos_{key}' must be a "
+                            "[query, intent] pair, as in CLINC150's data_*.json files.")
         out[split] = Dataset.from_dict(
             {"text": [p[0] for p in pairs], "label": [p[1] for p in pairs]}
         )
@@ -100,7 +156,7 @@ def _split_files(folder: Path) -> dict[str, str]:
     files = {}
     for split, aliases in _SPLIT_ALIASES.items():
         for alias in aliases:
-            matches = [p for p in folder.glob(f"{alias}.*") if p.suffix in _BUILDERS]
+            matches = [p for p in folder.glob(f"{alias}.*") if _file_format(p) in _BUILDERS]
             if matches:
                 files[split] = str(sorted(matches)[0])
                 break
@@ -108,7 +164,7 @@ def _split_files(folder: Path) -> dict[str, str]:
 
 
 def _load_files(files: dict[str, str]) -> DatasetDict:
-    suffixes = {Path(f).suffix for f in files.values()}
+    suffixes = {_file_format(Path(f)) for f in files.values()}
     if len(suffixes) != 1:
         raise UserError(f"the split files mix formats ({sorted(suffixes)}); use one format.")
     builder = _BUILDERS[suffixes.pop()]
@@ -139,23 +195,26 @@ def _load_local(path: Path) -> DatasetDict:
         if "train" not in files:
             raise UserError(
                 f"data.source folder {path} has no train file: expected train.csv / .jsonl / "
-                ".json / .parquet (and optionally validation.* and test.*) or a save_to_disk folder."
+                ".json / .parquet (the first three optionally .gz; and optionally validation.* "
+                "and test.*) or a save_to_disk folder."
             )
         return _load_files(files)
-    if path.suffix not in _BUILDERS:
+    if _file_format(path) not in _BUILDERS:
         raise UserError(
-            f"data.source {path}: unsupported file type '{path.suffix}'; use one of "
-            f"{', '.join(sorted(_BUILDERS))}."
+            f"data.source {path}: unsupported file type; use one of {', '.join(sorted(_BUILDERS))} "
+            f"({', '.join(sorted(_GZIP_FORMATS))} also gzip-compressed, ending in .gz)."
         )
-    if _is_clinc_layout(path):
-        return _load_clinc(path)
+    clinc = _read_clinc(path)
+    if clinc is not None:
+        return _clinc_splits(clinc, path)
     return _load_files({"train": str(path)})
 
 
-def load_source(source: str) -> DatasetDict:
-    """Load `data.source` as it is: splits and columns as the source has them."""
+def load_source(source: str, revision: str | None = None) -> DatasetDict:
+    """Load `data.source` as it is: splits and columns as the source has them. `revision`: for a
+    hub: source, the commit to load in place of the revision the source names."""
     if source.startswith("hub:"):
-        return _load_hub(source)
+        return _load_hub(source, revision)
     if source.startswith("sklearn:"):
         return _load_sklearn(source)
     return _load_local(Path(source))
@@ -202,11 +261,14 @@ def _label_names(ds: DatasetDict) -> list[str]:
     feature = ds["train"].features["label"]
     if isinstance(feature, ClassLabel):
         return list(feature.names)
-    values = set()
+    names = set()
     for part in ds.values():
-        values.update(part.unique("label"))
-    # A fixed, sorted order makes label ids the same whatever order the rows come in.
-    return sorted(str(v) for v in values)
+        names.update(str(v) for v in part.unique("label"))
+    # A fixed, sorted order makes label ids the same whatever order the rows come in; integer
+    # labels in numeric order (2 before 10), so that id i is label i when they run 0..n-1.
+    if all(re.fullmatch(r"-?[0-9]+", n) for n in names):
+        return sorted(names, key=lambda n: (int(n), n))
+    return sorted(names)
 
 
 def _encode_labels(ds: DatasetDict, names: list[str]) -> DatasetDict:
@@ -265,11 +327,12 @@ def _check(ds: DatasetDict, names: list[str]) -> None:
 
 
 def prepare_dataset(
-    cfg: DataConfig, seed: int, column: str = "text"
+    cfg: DataConfig, seed: int, column: str = "text", revision: str | None = None
 ) -> tuple[DatasetDict, list[str]]:
     """Load the source and return (splits with columns idx, `column`, label; label names).
-    `column` is the task's input: "text" or "image"."""
-    ds = _normalise_columns(load_source(cfg.source), cfg, column)
+    `column` is the task's input: "text" or "image". `revision`: for a hub: source, the commit
+    to load (source_revision's answer), so that what is recorded is what was loaded."""
+    ds = _normalise_columns(load_source(cfg.source, revision), cfg, column)
     if column == "image":
         ds = _one_image_mode(ds)
     names = _label_names(ds)
@@ -310,16 +373,3 @@ def data_report(ds: DatasetDict, names: list[str], oos_label: str | None) -> dic
         "test_rows_also_in_train": overlap,
         **shape,
     }
-
-
-def load_prepared(folder: str | Path) -> tuple[DatasetDict, list[str]]:
-    folder = Path(folder)
-    ds = datasets.load_from_disk(str(folder))
-    names = json.loads((folder / "labels.json").read_text())
-    return ds, names
-
-
-def save_prepared(ds: DatasetDict, names: list[str], folder: str | Path) -> None:
-    folder = Path(folder)
-    ds.save_to_disk(str(folder))
-    (folder / "labels.json").write_text(json.dumps(names, indent=1) + "\n")

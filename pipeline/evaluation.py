@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
-from sklearn.metrics import f1_score
 
-from pipeline import bench, plots
+from pipeline import inference, plots, speed
 from pipeline.config import Params
-from pipeline.inference import predict_logits
-from pipeline.metrics import agreement, probabilities, quality, reliability_bins
+from pipeline.metrics import agreement, f1_per_label, probabilities, quality, reliability_bins
 from pipeline.models import count_parameters, load_classifier, load_saved_processor
 from pipeline.tasks import get_task
 
@@ -28,35 +26,32 @@ def evaluate_models(
     """Metrics for each model folder (keyed by role) and each model's test logits.
 
     Timing figures live under the `speed` key only, so that the rest of the report is the same
-    on every run of the same inputs.
+    on every run of the same inputs. `numerics` is the precision the models ran in, for the
+    quality figures and the timings alike (pipeline.inference.serving_numerics).
     """
     cfg, max_length, task = params.evaluate, params.data.max_length, get_task(params.task)
     inputs, labels = test[task.column], np.asarray(test["label"])
     metrics: dict = {}
-    speed: dict = {"device": bench.device_name()}
+    timings: dict = {"device": speed.device_name()}
     all_logits: dict[str, np.ndarray] = {}
     loaded = {}
     for role, folder in folders.items():
         model, processor = load_classifier(folder, task), load_saved_processor(folder)
         loaded[role] = (model, processor)
-        logits = predict_logits(model, processor, task, inputs, cfg.batch_size, max_length,
-                                desc=role)
+        logits = inference.predict_logits(model, processor, task, inputs, cfg.batch_size,
+                                          max_length, desc=role)
         all_logits[role] = logits
         metrics[role] = {
             **quality(labels, logits, names, params.data.oos_label, cfg.ece_bins),
             "parameters": count_parameters(model),
-            "size_mb": bench.size_on_disk_mb(folder),
+            "size_mb": speed.size_on_disk_mb(folder),
         }
         log.info("%s: %s", role, metrics[role])
-    latency = bench.latency_ms(loaded, task, inputs, cfg.latency_runs, cfg.latency_warmup,
-                               max_length)
-    for role, (model, processor) in loaded.items():
-        speed[role] = {
-            **latency[role],
-            "throughput_per_s": bench.throughput(
-                model, processor, task, inputs, cfg.throughput_batch_size, max_length
-            ),
-        }
+    latency = speed.latency_ms(loaded, task, inputs, cfg.latency_runs, cfg.latency_warmup,
+                               max_length, params.seed)
+    throughput = speed.throughput(loaded, task, inputs, cfg.throughput_batch_size, max_length)
+    for role in loaded:
+        timings[role] = {**latency[role], "throughput_per_s": throughput[role]}
     teacher, student = metrics["teacher"], metrics["student"]
     metrics["student_vs_teacher"] = {
         "agreement": agreement(all_logits["student"].argmax(-1), all_logits["teacher"].argmax(-1)),
@@ -64,22 +59,27 @@ def evaluate_models(
         "parameter_ratio": student["parameters"] / teacher["parameters"],
         "size_ratio": student["size_mb"] / teacher["size_mb"],
     }
-    speed["student_speedup"] = (
-        speed["teacher"]["latency_ms_median"] / speed["student"]["latency_ms_median"]
+    timings["student_speedup"] = (
+        timings["teacher"]["latency_ms_median"] / timings["student"]["latency_ms_median"]
     )
-    metrics["speed"] = speed
+    metrics["numerics"] = inference.serving_numerics()
+    metrics["speed"] = timings
     return metrics, all_logits
 
 
 def per_class_f1(labels: np.ndarray, preds: dict[str, np.ndarray], names: list[str]) -> list[dict]:
-    """One row per label: its F1 for every model (a DVC plot and a table)."""
-    scores = {
-        role: f1_score(labels, p, labels=range(len(names)), average=None, zero_division=0)
-        for role, p in preds.items()
-    }
+    """One row per label of the test split: its F1 for every model (a DVC plot and a table).
+
+    The rows are the label set of macro-F1 (pipeline.metrics.f1_per_label: the labels that
+    occur in the test split), so a model's macro_f1 in metrics.json is the mean of its column.
+    """
+    scores = {}
+    for role, p in preds.items():
+        present, scores[role] = f1_per_label(labels, p)
     return [
-        {"label": name, **{f"{role}_f1": round(float(s[i]), 4) for role, s in scores.items()}}
-        for i, name in enumerate(names)
+        {"label": names[label],
+         **{f"{role}_f1": round(float(f1[i]), 4) for role, f1 in scores.items()}}
+        for i, label in enumerate(present)
     ]
 
 

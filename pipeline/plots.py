@@ -12,9 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-COLORS = {"teacher": "#1f77b4", "baseline": "#7f7f7f", "student": "#d62728"}
-# Label offsets (points): baseline and student share an architecture, so their markers overlap.
-LABEL_OFFSETS = {"teacher": (12, -4), "baseline": (12, -26), "student": (12, 14)}
+from pipeline.registry import ROLES  # noqa: E402
 
 
 def top_confusions(
@@ -73,7 +71,7 @@ def per_class_f1_scatter(rows: list[dict], path: Path) -> None:
     student = np.array([r["student_f1"] for r in rows])
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="student = teacher")
-    ax.scatter(teacher, student, s=18, color=COLORS["student"], alpha=0.7)
+    ax.scatter(teacher, student, s=18, color=ROLES["student"].color, alpha=0.7)
     worst = np.argsort(student - teacher)[:5]
     for i in worst:
         if student[i] < teacher[i]:
@@ -99,7 +97,7 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
     ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="perfect calibration")
     for role, (conf, acc, count) in curves.items():
         keep = count > 0
-        ax.plot(conf[keep], acc[keep], marker="o", ms=4, color=COLORS.get(role),
+        ax.plot(conf[keep], acc[keep], marker="o", ms=4, color=ROLES[role].color,
                 label=f"{role} (ECE {eces[role]:.3f})")
     ax.set_xlabel("confidence (max softmax probability)")
     ax.set_ylabel("accuracy")
@@ -119,10 +117,10 @@ def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: s
     sizes = np.array([p[2] for p in points.values()])
     scale = 900 / max(sizes.max(), 1e-9)
     for role, (latency, accuracy, size) in points.items():
-        ax.scatter(latency, accuracy, s=size * scale, color=COLORS.get(role), alpha=0.6)
+        ax.scatter(latency, accuracy, s=size * scale, color=ROLES[role].color, alpha=0.6)
         ax.annotate(f"{role}: {accuracy:.3f}, {latency:.1f} ms, {size:.3g} MB", (latency, accuracy),
-                    fontsize=8, xytext=LABEL_OFFSETS.get(role, (12, 0)), textcoords="offset points",
-                    color=COLORS.get(role))
+                    fontsize=8, xytext=ROLES[role].label_offset, textcoords="offset points",
+                    color=ROLES[role].color)
     lats = [p[0] for p in points.values()]
     accs = [p[1] for p in points.values()]
     ax.set_xlim(0, max(lats) * 1.9)

@@ -6,11 +6,12 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from transformers import PreTrainedModel
 
-from pipeline.distill import TEACHER_LOGITS
 from pipeline.inference import predict_logits
 from pipeline.tasks import ImageTask, Processor, TextTask
 
 SPLITS = ("train", "validation")
+# The column of cached teacher logits, in data/soft_targets and in the distill stage's batches.
+TEACHER_LOGITS = "teacher_logits"
 
 
 def compute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +22,29 @@ from transformers import (
 
 from pipeline import checkpoints, paths
 from pipeline.config import Params, TrainConfig
-from pipeline.distill import TEACHER_LOGITS, DistillationTrainer
 from pipeline.metrics import accuracy_and_f1
+from pipeline.numerics import mixed_precision
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.tasks import LENGTH, Processor, get_task
 from pipeline.tracking import log_metrics, stage_run, training_callbacks
 
 log = logging.getLogger(__name__)
 
+# Makes a Trainer from the Trainer's keyword arguments: `Trainer` itself, or a subclass with
+# its own arguments bound (functools.partial(DistillationTrainer, alpha=..., temperature=...)).
+TrainerFactory = Callable[..., Trainer]
+
+
 class ClassificationCollator:
-    """The model inputs of a batch (text padded to the longest row, images stacked); labels and
-    cached teacher logits as tensors.
+    """The model inputs of a batch (text padded to the longest row, images stacked), labels, and
+    the `carry` columns (such as cached teacher logits) as float tensors.
 
     Other columns (idx, length) stay out of the batch, so the model sees only what it takes.
     """
 
-    def __init__(self, processor: Processor) -> None:
+    def __init__(self, processor: Processor, carry: tuple[str, ...] = ()) -> None:
         self.inputs = set(processor.model_input_names)
+        self.carry = carry
         self.pad = (DataCollatorWithPadding(processor)
                     if isinstance(processor, PreTrainedTokenizerBase) else None)
 
@@ -48,10 +55,9 @@ class ClassificationCollator:
             batch = {k: torch.tensor(np.array([f[k] for f in features]), dtype=torch.float32)
                      for k in self.inputs if k in features[0]}
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
-        if TEACHER_LOGITS in features[0]:
-            batch[TEACHER_LOGITS] = torch.tensor(
-                np.array([f[TEACHER_LOGITS] for f in features]), dtype=torch.float32
-            )
+        for column in self.carry:
+            batch[column] = torch.tensor(np.array([f[column] for f in features]),
+                                         dtype=torch.float32)
         return batch
 
 
@@ -65,7 +71,7 @@ def training_arguments(
     group_by_length: bool = True,
 ) -> TrainingArguments:
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    precision = mixed_precision()
     return TrainingArguments(
         output_dir=output_dir,
         run_name=run_name,
@@ -82,8 +88,8 @@ def training_arguments(
         save_total_limit=1,
         seed=seed,
         data_seed=seed,
-        bf16=bf16,
-        fp16=cuda and not bf16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         length_column_name=LENGTH,
         remove_unused_columns=False,
@@ -104,31 +110,28 @@ def train_classifier(
     callbacks: list[TrainerCallback],
     checkpoint_dir: Path,
     resume_from: Path | None = None,
-    distill: tuple[float, float] | None = None,
+    make_trainer: TrainerFactory = Trainer,
+    carry: tuple[str, ...] = (),
     fit: bool = True,
     group_by_length: bool = True,
 ) -> dict:
     """Train in place; return the final validation metrics and the training time.
 
     Checkpoints go to `checkpoint_dir` each epoch; `resume_from` is one of them to continue.
-    `distill` is (alpha, temperature): the datasets then carry a `teacher_logits` column.
+    `carry` names dataset columns the Trainer's loss reads (the distillation's teacher logits).
     With `fit` false the model is only evaluated (an already fine-tuned teacher).
     """
     args = training_arguments(cfg, seed, checkpoint_dir, run_name, group_by_length)
-    kwargs = dict(
+    trainer = make_trainer(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=ClassificationCollator(processor),
+        data_collator=ClassificationCollator(processor, carry),
         processing_class=processor,
         compute_metrics=_compute_metrics,
         callbacks=callbacks,
     )
-    if distill is None:
-        trainer = Trainer(**kwargs)
-    else:
-        trainer = DistillationTrainer(**kwargs, alpha=distill[0], temperature=distill[1])
     start = time.perf_counter()
     if fit:
         if resume_from is not None:
@@ -140,16 +143,27 @@ def train_classifier(
         final = trainer.evaluate()
     seconds = time.perf_counter() - start
     log.info("%s: trained in %.1f s, validation %s", run_name, seconds, final)
+    validation = {
+        "accuracy": final["eval_accuracy"],
+        "macro_f1": final["eval_macro_f1"],
+        # Cross-entropy for every model, whatever it was trained on.
+        "cross_entropy": final["eval_loss"],
+    }
+    if "eval_distillation_loss" in final:
+        validation["distillation_loss"] = final["eval_distillation_loss"]
     return {
-        "validation": {
-            "accuracy": final["eval_accuracy"],
-            "macro_f1": final["eval_macro_f1"],
-            "loss": final["eval_loss"],
-        },
+        "validation": validation,
         # Timing varies run to run; it lives under its own key so the rest compares exactly.
         "timing": {"train_seconds": seconds, "device": str(args.device)},
         "history": epoch_history(trainer.state.log_history),
     }
+
+
+# Trainer log keys -> per-epoch history columns. "loss" is the training objective of the
+# stage (the distillation loss for the distilled student); validation loss is cross-entropy.
+HISTORY_KEYS = {"loss": "training_loss", "eval_loss": "validation_cross_entropy",
+                "eval_distillation_loss": "validation_distillation_loss",
+                "eval_accuracy": "validation_accuracy", "eval_macro_f1": "validation_macro_f1"}
 
 
 def epoch_history(log_history: list[dict]) -> list[dict]:
@@ -160,11 +174,9 @@ def epoch_history(log_history: list[dict]) -> list[dict]:
             continue
         row = rows.setdefault(round(entry["epoch"]), {"epoch": round(entry["epoch"])})
         row["step"] = entry.get("step", row.get("step"))
-        if "loss" in entry:
-            row["training_loss"] = entry["loss"]
-        for key in ("eval_loss", "eval_accuracy", "eval_macro_f1"):
+        for key, name in HISTORY_KEYS.items():
             if key in entry:
-                row[key.replace("eval_", "validation_")] = entry[key]
+                row[name] = entry[key]
     return [rows[k] for k in sorted(rows)]
 
 
@@ -176,24 +188,30 @@ def fit_and_save(
     processor: Processor,
     ds: DatasetDict,
     cfg: TrainConfig,
-    distill: tuple[float, float] | None = None,
+    source: dict,
+    make_trainer: TrainerFactory = Trainer,
+    carry: tuple[str, ...] = (),
     fit: bool = True,
 ) -> dict:
     """A training stage's work: train with tracking, then write models/trained/<role>,
-    reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all)."""
+    reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all).
+
+    `source` says where the model's starting weights came from (a Hub id and commit, or none);
+    the report keeps it, so that the card can name them exactly."""
     task = get_task(params.task)
     encoded = task.encode(ds, processor, params.data.max_length)
     checkpoint_dir = paths.checkpoints(stage)
-    stamp = checkpoints.fingerprint(stage, params, encoded["train"], encoded["validation"])
+    stamp = checkpoints.fingerprint(stage, params, model, encoded["train"], encoded["validation"])
     resume_from = checkpoints.latest(checkpoint_dir, stamp) if fit else None
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
             model, processor, encoded["train"], encoded["validation"], cfg, params.seed,
-            stage, callbacks, checkpoint_dir, resume_from=resume_from, distill=distill, fit=fit,
-            group_by_length=task.group_by_length,
+            stage, callbacks, checkpoint_dir, resume_from=resume_from, make_trainer=make_trainer,
+            carry=carry, fit=fit, group_by_length=task.group_by_length,
         )
         history = report.pop("history")
         log_metrics(report)
+    report["model_source"] = source
     with atomic_dir(paths.trained(role)) as folder:
         model.save_pretrained(folder)
         processor.save_pretrained(folder)

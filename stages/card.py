@@ -7,12 +7,10 @@ import shutil
 from pipeline import paths
 from pipeline.card import CardInputs, render
 from pipeline.config import load_params
-from pipeline.data import load_prepared
 from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_text
-
-# role -> the training stage whose per-epoch history the card shows
-TRAINED_BY = {"student": "distill", "teacher": "teacher"}
+from pipeline.prepared import load_prepared
+from pipeline.registry import ROLES
 
 
 @stage_main
@@ -21,10 +19,14 @@ def main() -> None:
     metrics = json.loads(paths.METRICS.read_text())
     data = json.loads((paths.REPORTS / "data.json").read_text())
     ds, names = load_prepared(paths.PREPARED)
-    for role, stage in TRAINED_BY.items():
+    published = [role for role, spec in ROLES.items() if spec.published]
+    sources = {role: json.loads((paths.REPORTS / f"{role}.json").read_text())["model_source"]
+               for role in published}
+    for role in published:
+        stage = ROLES[role].stage
         history = json.loads((paths.LIVE / stage / "history.json").read_text())["epochs"]
         example = ds["test"][0]["text"] if params.task == "text-classification" else None
-        inputs = CardInputs(params, metrics, data, history, names, example)
+        inputs = CardInputs(params, metrics, data, history, names, example, sources)
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)

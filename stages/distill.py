@@ -1,13 +1,16 @@
 """Stage distill: the student trained on the distillation loss -> models/trained/student."""
 
+from functools import partial
+
 import datasets
 from transformers import set_seed
 
 from pipeline import paths, soft_targets
 from pipeline.config import load_params
-from pipeline.data import load_prepared
+from pipeline.distill import DistillationTrainer
 from pipeline.errors import stage_main
-from pipeline.models import load_student
+from pipeline.models import load_student, student_source, trained_teacher
+from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
 
@@ -20,12 +23,17 @@ def main() -> None:
     soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
+    task = get_task(params.task)
     model, processor = load_student(
-        params.student, names, paths.trained("teacher"), get_task(params.task), ds["train"]
+        params.student, names, partial(trained_teacher, paths.trained("teacher"), task), task,
+        ds["train"],
     )
     fit_and_save(
         "distill", "student", params, model, processor, ds, params.student.train,
-        distill=(params.alpha, params.temperature),
+        student_source(params),
+        make_trainer=partial(DistillationTrainer, alpha=params.alpha,
+                             temperature=params.temperature),
+        carry=(soft_targets.TEACHER_LOGITS,),
     )
 
 

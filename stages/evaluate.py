@@ -5,10 +5,11 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.data import load_prepared
 from pipeline.errors import stage_main
 from pipeline.evaluation import evaluate_models, write_figures
 from pipeline.outputs import atomic_dir, write_json
+from pipeline.prepared import load_prepared
+from pipeline.registry import ROLES
 from pipeline.tracking import log_metrics, stage_run
 
 
@@ -17,7 +18,7 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     ds, names = load_prepared(paths.PREPARED)
     test = ds["test"]
-    folders = {role: paths.trained(role) for role in paths.ROLES}
+    folders = {role: paths.trained(role) for role in ROLES}
     with stage_run("evaluate", params):
         metrics, logits = evaluate_models(folders, test, names, params)
         with atomic_dir(paths.PLOTS) as folder:

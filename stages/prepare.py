@@ -4,9 +4,10 @@ import logging
 
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.data import data_report, prepare_dataset, save_prepared
+from pipeline.data import data_report, prepare_dataset, source_revision
 from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_json
+from pipeline.prepared import save_prepared
 from pipeline.tasks import get_task
 
 log = logging.getLogger("prepare")
@@ -15,8 +16,11 @@ log = logging.getLogger("prepare")
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
-    ds, names = prepare_dataset(params.data, params.seed, get_task(params.task).column)
-    report = data_report(ds, names, params.data.oos_label)
+    # A Hub branch moves: the commit it points at now is the one loaded and recorded.
+    revision = source_revision(params.data.source)
+    ds, names = prepare_dataset(params.data, params.seed, get_task(params.task).column,
+                                revision=revision)
+    report = {**data_report(ds, names, params.data.oos_label), "source_revision": revision}
     log.info("prepared %s rows, %d labels", report["rows"], len(names))
     with atomic_dir(paths.PREPARED) as folder:
         save_prepared(ds, names, folder)

@@ -2,10 +2,10 @@
 
 from pipeline import paths, soft_targets
 from pipeline.config import load_params
-from pipeline.data import load_prepared
 from pipeline.errors import stage_main
 from pipeline.models import load_classifier, load_saved_processor
 from pipeline.outputs import atomic_dir
+from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 
 
@@ -17,7 +17,7 @@ def main() -> None:
     task = get_task(params.task)
     soft = soft_targets.compute(
         load_classifier(teacher_dir, task), load_saved_processor(teacher_dir), task, ds,
-        params.evaluate.batch_size, params.data.max_length,
+        params.soft_targets.batch_size, params.data.max_length,
     )
     with atomic_dir(paths.SOFT_TARGETS) as folder:
         soft.save_to_disk(str(folder))

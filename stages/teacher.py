@@ -4,9 +4,9 @@ from transformers import set_seed
 
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.data import load_prepared
 from pipeline.errors import stage_main
-from pipeline.models import build_teacher, load_processor
+from pipeline.models import build_teacher, load_processor, model_source
+from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
 
@@ -21,7 +21,7 @@ def main() -> None:
     processor = load_processor(params.teacher.model, task, ds["train"])
     fit_and_save(
         "teacher", "teacher", params, model, processor, ds, params.teacher.train,
-        fit=params.teacher.finetune,
+        model_source(params.teacher.model), fit=params.teacher.finetune,
     )
 
 

@@ -17,6 +17,19 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 
 LABELS = ["balance", "oos", "transfer"]
+DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def config(section: str, **changes):
+    """A params section as params.yaml sets it, with `changes` (every key is required, so tests
+    start from the shipped values rather than from defaults of their own)."""
+    from pipeline.config import Params
+
+    values = {**DEFAULT_PARAMS[section], **changes}
+    if section == "data" and "source" in changes and "watch" not in changes:
+        source = str(changes["source"])
+        values["watch"] = "pipeline/data.py" if source.startswith(("hub:", "sklearn:")) else source
+    return Params.model_fields[section].annotation.model_validate(values)
 
 
 def tiny_bert(layers: int = 4, num_labels: int = len(LABELS), seed: int = 0):

@@ -27,14 +27,18 @@ METRICS = {
               **{r: {"latency_ms_median": 5.0, "latency_ms_p95": 6.0, "throughput_per_s": 900.0}
                  for r in ("teacher", "baseline", "student")}},
 }
+MINILM = {"hub_id": "sentence-transformers/all-MiniLM-L6-v2",
+          "revision": "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"}
+SOURCES = {"teacher": MINILM, "student": MINILM}
 DATA = {"rows": {"train": 1100, "validation": 330, "test": 600}}
-HISTORY = [{"epoch": e, "step": 35 * e, "training_loss": 1.0 / e, "validation_loss": 0.5 / e,
+HISTORY = [{"epoch": e, "step": 35 * e, "training_loss": 1.0 / e, "validation_cross_entropy": 0.5 / e,
+            "validation_distillation_loss": 0.75 / e,
             "validation_accuracy": 0.8 + e / 100, "validation_macro_f1": 0.79 + e / 100}
            for e in (1, 2)]
 
 
 def card_for(metrics=METRICS, role="student", params=PARAMS):
-    inputs = CardInputs(params, metrics, DATA, HISTORY, NAMES, 'what is my "balance"')
+    inputs = CardInputs(params, metrics, DATA, HISTORY, NAMES, 'what is my "balance"', SOURCES)
     return str(render(inputs, role))
 
 
@@ -69,8 +73,44 @@ def test_body_has_the_sections_users_look_for():
                     "## Framework versions", "## How to reproduce"):
         assert heading in card
     assert "alpha = 0.5" in card and "temperature T = 4.0" in card
-    assert "| 2 | 70 | 0.5000 | 0.2500 | 0.8200 | 0.8100 |" in card
+    assert "| 2 | 70 | 0.5000 | 0.3750 | 0.2500 | 0.8200 | 0.8100 |" in card
     assert 'pipeline("text-classification"' in card
+
+
+def test_validation_loss_is_cross_entropy_and_the_objective_is_named():
+    student, teacher = card_for(), card_for(role="teacher")
+    assert "| training loss (distillation) | validation distillation loss | validation " \
+           "cross-entropy |" in student
+    assert "| training loss | validation cross-entropy |" in teacher
+    assert "| 2 | 70 | 0.5000 | 0.2500 | 0.8200 | 0.8100 |" in teacher
+
+
+def test_base_weights_are_named_with_their_hub_commit():
+    card = card_for()
+    assert ModelCard(card).data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "at commit `1110a243fdf4706b3f48f1d95db1a4f5529b4d41`" in card
+    assert "Teacher**: `sentence-transformers/all-MiniLM-L6-v2`" in card  # not the alias
+
+
+def test_how_to_reproduce_has_no_placeholder():
+    card = card_for()
+    assert "<" not in card.split("## How to reproduce")[1]
+    assert "git clone" not in card  # no repository set
+    repository = "https://example.com/team/distill-pipeline.git"
+    params = PARAMS.model_copy(update={"card": PARAMS.card.model_copy(
+        update={"repository": repository})})
+    assert f"git clone {repository} distill-pipeline" in card_for(params=params)
+
+
+def test_packaged_teacher_weights_are_the_hub_files_the_card_names():
+    import hashlib
+
+    from pipeline.models import packaged_path
+    from pipeline.registry import TEXT_ALIASES
+
+    for alias, spec in TEXT_ALIASES.items():
+        weights = (packaged_path(alias) / "model.safetensors").read_bytes()
+        assert hashlib.sha256(weights).hexdigest() == spec.weights_sha256, alias
 
 
 @pytest.mark.parametrize("frozen", [True, False])

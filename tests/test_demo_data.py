@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import DataConfig
+from conftest import config
 from pipeline.data import prepare_dataset
 
 DEMO = Path(__file__).parents[1] / "data" / "demo"
@@ -64,6 +64,6 @@ def test_no_test_query_is_a_trivial_edit_of_a_train_query(splits):
 
 
 def test_prepare_reads_it_as_user_data():
-    ds, names = prepare_dataset(DataConfig(source=str(DEMO)), seed=0)
+    ds, names = prepare_dataset(config("data", source=str(DEMO)), seed=0)
     assert len(names) == 21 and "oos" in names
     assert [len(ds[s]) for s in SPLITS] == [1100, 330, 600]

@@ -2,11 +2,10 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from pipeline.config import StudentConfig, TeacherConfig
 from pipeline.errors import UserError
 from pipeline.models import build_student, build_teacher, reorder_labels, student_from_teacher
 
-from conftest import LABELS, tiny_bert
+from conftest import LABELS, config, tiny_bert
 
 
 def test_student_keeps_chosen_teacher_layers(teacher4):
@@ -37,14 +36,14 @@ def test_student_layers_out_of_range(teacher4):
 
 
 def test_build_student_from_config_uses_label_set(teacher4):
-    cfg = StudentConfig(init="config", config_overrides={"num_hidden_layers": 1})
+    cfg = config("student", init="config", config_overrides={"num_hidden_layers": 1})
     student = build_student(cfg, LABELS, teacher4)
     assert student.config.num_hidden_layers == 1
     assert student.config.num_labels == len(LABELS)
 
 
 def test_frozen_word_embeddings_stay_the_teachers_through_training(teacher4, tmp_path):
-    cfg = StudentConfig(layers=[0, 2], freeze_word_embeddings=True)
+    cfg = config("student", layers=[0, 2], freeze_word_embeddings=True)
     student = build_student(cfg, LABELS, teacher4)
     before = {k: v.clone() for k, v in student.state_dict().items()}
     rows = [{"input_ids": [1, 5 + i, 7, 2], "labels": i % len(LABELS)} for i in range(8)]
@@ -77,12 +76,12 @@ def test_reorder_labels_permutes_head():
 
 def test_finetuned_teacher_label_mismatch(tmp_path):
     tiny_bert(layers=1).save_pretrained(tmp_path)
-    cfg = TeacherConfig(model=str(tmp_path), finetune=False)
+    cfg = config("teacher", model=str(tmp_path), finetune=False)
     with pytest.raises(UserError, match="other labels"):
         build_teacher(cfg, ["balance", "oos", "weather"])
 
 
 def test_packaged_teacher_loads_offline():
-    model = build_teacher(TeacherConfig(model="minilm-l6"), LABELS)
+    model = build_teacher(config("teacher", model="minilm-l6"), LABELS)
     assert model.config.num_hidden_layers == 6
     assert model.config.id2label == dict(enumerate(LABELS))

@@ -49,8 +49,9 @@ def repo(tmp_path_factory):
     params["data"].update(source="data/tiny", watch="data/tiny")
     params["teacher"]["config_overrides"] = TINY_MODEL
     tiny_train = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
-    params["teacher"]["train"] = tiny_train
-    params["student"].update(layers=[1], train=tiny_train, freeze_word_embeddings=True)
+    params["teacher"]["train"].update(tiny_train)
+    params["student"]["train"].update(tiny_train)
+    params["student"].update(layers=[1], freeze_word_embeddings=True)
     params["evaluate"].update(latency_runs=3, latency_warmup=1)
     write_tiny_data(repo / "data" / "tiny")
     scratch_project(repo, params, {"HF_TOKEN": TOKEN})
@@ -93,14 +94,26 @@ def test_student_folder_is_a_pipeline_model_with_card(repo):
     assert card == (repo / "reports/model_card.md").read_text()
 
 
-def test_student_word_embeddings_stay_the_teachers(repo):
+def test_frozen_word_embeddings_stay_as_each_student_started(repo):
     from safetensors.torch import load_file
+    from transformers import set_seed
+
+    from pipeline.config import load_params
+    from pipeline.models import build_teacher
 
     key = "bert.embeddings.word_embeddings.weight"
     weights = {role: load_file(repo / "models/trained" / role / "model.safetensors")
                for role in ("teacher", "baseline", "student")}
+    # The distilled student starts from the fine-tuned teacher's layers...
+    assert weights["student"][key].equal(weights["teacher"][key])
+    # ...the baseline from the teacher before fine-tuning, as the teacher stage built it.
+    params = load_params(repo / "params.yaml")
+    set_seed(params.seed)
+    names = json.loads((repo / "data/prepared/labels.json").read_text())
+    untrained = build_teacher(params.teacher, names).state_dict()
+    assert weights["baseline"][key].equal(untrained[key])
+    assert not weights["baseline"][key].equal(weights["teacher"][key])
     for role in ("baseline", "student"):
-        assert weights[role][key].equal(weights["teacher"][key]), role
         assert not weights[role]["classifier.weight"].equal(weights["teacher"]["classifier.weight"])
     assert "| word embeddings | frozen (kept as initialised) |" in (
         repo / "models/student/README.md").read_text()
@@ -166,13 +179,7 @@ def locked_out(repo: Path, stage: str, path: str) -> str:
     return next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == path)
 
 
-def test_distill_killed_midway_resumes_to_the_same_model(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["student"]["train"]["epochs"] = 12  # a window to kill it in
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "repro"], repo)
-    expected = comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")
-
+def kill_distill_after_its_first_checkpoint(repo: Path) -> None:
     proc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "distill"], cwd=repo,
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -186,10 +193,31 @@ def test_distill_killed_midway_resumes_to_the_same_model(repo):
     proc.wait()
     assert not (repo / "models/trained/student").exists()  # DVC cleared it; nothing half-written
 
+
+def test_distill_killed_midway_resumes_to_the_same_model(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["student"]["train"]["epochs"] = 12  # a window to kill it in
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro"], repo)
+    expected = comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")
+
+    kill_distill_after_its_first_checkpoint(repo)
     out = run(["dvc", "repro"], repo)
     assert "distill: resuming from" in out
-    assert not checkpoints.exists()  # a completed stage leaves no checkpoints behind
+    assert not (repo / "models/checkpoints/distill").exists()  # a completed stage leaves no checkpoints behind
     assert (comparable_numbers(repo), locked_out(repo, "distill", "models/trained/student")) == expected
+
+
+def test_a_checkpoint_of_other_code_is_never_continued(repo):
+    kill_distill_after_its_first_checkpoint(repo)
+    loss_code = repo / "pipeline/distill.py"
+    loss_code.write_text(loss_code.read_text().replace(
+        "return alpha * hard + (1.0 - alpha) * t * t * soft",
+        "return alpha * hard + (1.0 - alpha) * t * soft  # changed: no T^2"))
+    out = run(["dvc", "repro"], repo)
+    assert "Running stage 'distill'" in out
+    assert "resuming from" not in out
+    assert "its checkpoints come from other params, code, starting weights or data" in out
 
 
 # Last: it adds bench/ to the scratch repo.

@@ -12,7 +12,8 @@ from PIL import Image
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
 from transformers import pipeline as hf_pipeline
 
-from pipeline.config import DataConfig, StudentConfig, TeacherConfig, load_params, parse_params
+from conftest import config
+from pipeline.config import load_params, parse_params
 from pipeline.data import data_report, prepare_dataset
 from pipeline.errors import UserError
 from pipeline.models import (
@@ -45,7 +46,7 @@ def image_split(n: int, size: int = 8, seed: int = 0) -> datasets.Dataset:
 
 @pytest.fixture(scope="module")
 def digits():
-    return prepare_dataset(DataConfig(source="sklearn:digits", oos_label=None), seed=0, column="image")
+    return prepare_dataset(config("data", source="sklearn:digits", oos_label=None), seed=0, column="image")
 
 
 def test_sklearn_digits_source(digits):
@@ -67,7 +68,7 @@ def test_hub_mnist_source_goes_through_load_dataset(monkeypatch):
     # The shape of ylecun/mnist on the Hub: train and test, 28x28 grayscale, ClassLabel digits.
     fake = datasets.DatasetDict(train=image_split(120, 28), test=image_split(20, 28, seed=1))
     with mock.patch("datasets.load_dataset", return_value=fake) as load:
-        ds, names = prepare_dataset(DataConfig(source="hub:ylecun/mnist"), seed=0, column="image")
+        ds, names = prepare_dataset(config("data", source="hub:ylecun/mnist"), seed=0, column="image")
     load.assert_called_once_with("ylecun/mnist")
     assert names == DIGITS
     assert len(ds["test"]) == 20 and len(ds["train"]) + len(ds["validation"]) == 120
@@ -81,7 +82,7 @@ def test_images_are_given_one_mode():
     source = datasets.Dataset.from_dict({"image": mixed, "label": [i % 10 for i in range(100)]},
                                         features=features)
     with mock.patch("pipeline.data.load_source", return_value=datasets.DatasetDict(train=source)):
-        ds, _ = prepare_dataset(DataConfig(source="x", test_fraction=0.34, validation_fraction=0.2),
+        ds, _ = prepare_dataset(config("data", source="x", test_fraction=0.34, validation_fraction=0.2),
                                 seed=0, column="image")
     assert {im.mode for p in ds.values() for im in p["image"]} == {"L"}
 
@@ -90,7 +91,7 @@ def test_missing_image_column_names_the_key():
     with mock.patch("pipeline.data.load_source",
                     return_value=datasets.DatasetDict(train=image_split(20).rename_column("image", "img"))):
         with pytest.raises(UserError, match="has no column 'image'.*set data.image_column"):
-            prepare_dataset(DataConfig(source="x"), seed=0, column="image")
+            prepare_dataset(config("data", source="x"), seed=0, column="image")
 
 
 def mlp_parameters(inputs: int, hidden: list[int], labels: int = 10) -> int:
@@ -102,7 +103,7 @@ def test_mlp_layer_sizes_are_params():
     train = image_split(10, 28)
     # Hinton et al. 2015's MNIST nets are one params change apart.
     for hidden in ([1200, 1200], [800, 800]):
-        cfg = StudentConfig(init="config", model="mlp", config_overrides={"hidden_sizes": hidden})
+        cfg = config("student", init="config", model="mlp", config_overrides={"hidden_sizes": hidden})
         student = build_student(cfg, DIGITS, None, IMAGE, train)
         assert count_parameters(student) == mlp_parameters(784, hidden)
         assert student(pixel_values=torch.zeros(2, 1, 28, 28)).logits.shape == (2, 10)
@@ -110,7 +111,7 @@ def test_mlp_layer_sizes_are_params():
 
 def test_cnn_teacher_takes_its_input_shape_from_the_data():
     train = image_split(10, 8)
-    teacher = build_teacher(TeacherConfig(model="cnn", config_overrides={"channels": [8, 16]}),
+    teacher = build_teacher(config("teacher", model="cnn", config_overrides={"channels": [8, 16]}),
                             DIGITS, IMAGE, train)
     assert teacher.config.image_size == [8, 8] and teacher.config.num_channels == 1
     out = teacher(pixel_values=torch.zeros(3, 1, 8, 8), labels=torch.tensor([0, 1, 2]))
@@ -120,7 +121,7 @@ def test_cnn_teacher_takes_its_input_shape_from_the_data():
 
 def test_unknown_architecture_key_is_a_clear_error():
     with pytest.raises(UserError, match=r"unknown keys \['hidden'\]; it takes hidden_sizes"):
-        build_student(StudentConfig(init="config", model="mlp", config_overrides={"hidden": [8]}),
+        build_student(config("student", init="config", model="mlp", config_overrides={"hidden": [8]}),
                       DIGITS, None, IMAGE, image_split(10))
 
 
@@ -134,7 +135,7 @@ def test_builtin_processor_standardises_with_train_statistics():
 
 def test_saved_builtin_model_loads_in_transformers_pipeline(tmp_path):
     train = image_split(20)
-    model = build_student(StudentConfig(init="config", model="mlp",
+    model = build_student(config("student", init="config", model="mlp",
                                         config_overrides={"hidden_sizes": [16]}), DIGITS, None, IMAGE, train)
     processor = load_processor("mlp", IMAGE, train)
     model.save_pretrained(tmp_path)
@@ -157,7 +158,7 @@ def tiny_vit(tmp_path):
 
 
 def test_transformers_image_model_as_teacher_and_layer_student(tiny_vit):
-    teacher = build_teacher(TeacherConfig(model=tiny_vit), DIGITS, IMAGE, image_split(10))
+    teacher = build_teacher(config("teacher", model=tiny_vit), DIGITS, IMAGE, image_split(10))
     assert teacher.config.num_labels == 10  # its 3-class head replaced
     processor = load_processor(tiny_vit, IMAGE)
     # Grayscale data meets an RGB model: converted, resized, normalised.
@@ -169,7 +170,7 @@ def test_transformers_image_model_as_teacher_and_layer_student(tiny_vit):
 
 
 def test_layer_copy_from_a_cnn_is_a_clear_error():
-    teacher = build_teacher(TeacherConfig(model="cnn"), DIGITS, IMAGE, image_split(10))
+    teacher = build_teacher(config("teacher", model="cnn"), DIGITS, IMAGE, image_split(10))
     with pytest.raises(UserError, match="has none; use student.init: config"):
         student_from_teacher(teacher, [0], IMAGE)
 
@@ -191,7 +192,8 @@ def changed(raw: dict, **changes) -> dict:
 @pytest.mark.parametrize("changes,message", [
     ({"task": "text-classification"}, "teacher.model 'cnn' is an image model; set task: image-classification"),
     ({"teacher__model": "minilm-l6"}, "teacher.model 'minilm-l6' is a text model"),
-    ({"student__init": "teacher_layers"}, "a 'cnn' teacher has none; use student.init: config"),
+    ({"student__init": "teacher_layers", "student__layers": [0]},
+     "a 'cnn' teacher has none; use student.init: config"),
     ({"teacher__finetune": False}, "teacher.finetune must be true"),
     ({"student__init": "pretrained"}, "student.model 'mlp' has no pretrained weights"),
     ({"task": "audio-classification"}, "'task' = 'audio-classification'"),

@@ -1,0 +1,157 @@
+"""The evaluation's figures mean what their labels say: macro-F1 and the per-class table share a
+label set, latency is timed on a seeded random sample, the models take turns in every timing,
+and quality and speed run in one numerics."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import LABELS, ROOT, tiny_bert
+from datasets import Dataset
+from transformers import BertTokenizer
+
+from pipeline import evaluation, inference, speed
+from pipeline.config import load_params
+from pipeline.evaluation import evaluate_models, write_figures
+from pipeline.tasks import get_task
+
+WORDS = ["what", "is", "my", "balance", "send", "money", "to", "mom", "tell", "a", "joke"]
+# The test split has no `transfer` query (label 2), and the models never predict it: the case
+# where "every label" and "the labels of the test split" differ.
+TEST = Dataset.from_dict({
+    "text": ["what is my balance", "my balance", "balance to mom", "what is a balance",
+             "tell a joke", "what is a joke", "joke to my mom", "tell mom a joke"],
+    "label": [0, 0, 0, 0, 1, 1, 1, 1],
+})
+TEXT = get_task("text-classification")
+
+
+def tokenizer() -> BertTokenizer:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def never_transfer(seed: int, layers: int):
+    model = tiny_bert(layers=layers, seed=seed)
+    with torch.no_grad():
+        model.classifier.bias[LABELS.index("transfer")] = -1e4
+    return model
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for seed, (role, layers) in enumerate((("teacher", 2), ("baseline", 1), ("student", 1))):
+        out[role] = root / role
+        never_transfer(seed, layers).save_pretrained(out[role])
+        tokenizer().save_pretrained(out[role])
+    return out
+
+
+@pytest.fixture(scope="module")
+def params():
+    params = load_params(ROOT / "params.yaml")
+    small = params.evaluate.model_copy(update=dict(
+        batch_size=3, latency_runs=4, latency_warmup=1, throughput_batch_size=3))
+    return params.model_copy(update={"evaluate": small})
+
+
+def test_macro_f1_is_the_mean_of_the_per_class_table(folders, params, tmp_path):
+    metrics, logits = evaluate_models(folders, TEST, LABELS, params)
+    assert not any((x.argmax(-1) == LABELS.index("transfer")).any() for x in logits.values())
+    write_figures(tmp_path, np.asarray(TEST["label"]), logits, LABELS, metrics, params)
+    with (tmp_path / "per_class_f1.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["label"] for r in rows] == ["balance", "oos"]
+    for role in folders:
+        column = [float(r[f"{role}_f1"]) for r in rows]
+        # The table rounds to 4 decimals.
+        assert metrics[role]["macro_f1"] == pytest.approx(np.mean(column), abs=1e-4), role
+
+
+def forwards(models: dict, log: list) -> None:
+    """Append (role, dtype of the logits) to `log` at every forward pass of each model."""
+    for role, model in models.items():
+        model.classifier.register_forward_hook(
+            lambda module, args, out, role=role: log.append((role, out.dtype)))
+
+
+class RecordingTask:
+    """The text task, noting the inputs of every batch it makes."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def batch(self, processor, inputs, max_length):
+        self.batches.append(list(inputs))
+        return TEXT.batch(processor, inputs, max_length)
+
+
+def two_models() -> dict:
+    return {"teacher": (never_transfer(0, 2), tokenizer()),
+            "student": (never_transfer(1, 1), tokenizer())}
+
+
+def test_latency_times_a_seeded_random_sample_taking_turns():
+    queries = [f"{w} {i}" for i, w in enumerate(WORDS * 5)]
+    models, calls = two_models(), []
+    forwards({role: m for role, (m, _) in models.items()}, calls)
+    task = RecordingTask()
+    out = speed.latency_ms(models, task, queries, runs=6, warmup=2, max_length=16, seed=7)
+    assert set(out) == {"teacher", "student"}
+    assert all(0 < v["latency_ms_median"] <= v["latency_ms_p95"] for v in out.values())
+    timed = [role for role, _ in calls[2 * 2:]]  # after each model's 2 warm-up queries
+    assert timed == ["teacher", "student"] * 6
+    sample = [b[0] for b in task.batches]
+    assert sample[:6] == sample[6:]  # the same queries for both models
+    assert sample[:6] != queries[:6]
+    again = RecordingTask()
+    speed.latency_ms(models, again, queries, runs=6, warmup=2, max_length=16, seed=7)
+    assert [b[0] for b in again.batches] == sample
+
+
+def test_throughput_takes_turns_batch_by_batch_on_the_same_batches():
+    queries = [f"{w} {i}" for i, w in enumerate(WORDS * 2)]  # 22: 4 batches of 6, the last short
+    models, calls = two_models(), []
+    forwards({role: m for role, (m, _) in models.items()}, calls)
+    task = RecordingTask()
+    out = speed.throughput(models, task, queries, batch_size=6, max_length=16)
+    assert set(out) == {"teacher", "student"} and all(v > 0 for v in out.values())
+    assert [role for role, _ in calls] == ["teacher", "student"] * 5  # a warm-up, then 4 batches
+    timed = task.batches[2:]
+    assert timed[0::2] == timed[1::2]
+    assert sum(len(b) for b in timed[0::2]) == len(queries)
+
+
+def test_serving_numerics_is_fp32_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference.serving_numerics() == "fp32"
+    model, calls = tiny_bert(), []
+    forwards({"teacher": model}, calls)
+    inference.predict_logits(model, tokenizer(), TEXT, ["what is my balance"], 2, 16)
+    assert calls == [("teacher", torch.float32)]
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "bf16"])
+def test_quality_and_speed_run_in_the_serving_numerics(folders, params, monkeypatch, numerics):
+    """Every forward pass of the evaluation, scored or timed, runs in serving_numerics(), and
+    metrics.json says which (bf16 autocast works on the CPU too)."""
+    monkeypatch.setattr(inference, "serving_numerics", lambda: numerics)
+    calls, load = [], evaluation.load_classifier
+
+    def load_and_watch(folder, task):
+        model = load(folder, task)
+        forwards({folder.name: model}, calls)
+        return model
+
+    monkeypatch.setattr(evaluation, "load_classifier", load_and_watch)
+    metrics, _ = evaluate_models(folders, TEST, LABELS, params)
+    assert metrics["numerics"] == numerics
+    cfg, rows = params.evaluate, len(TEST)
+    batches = -(-rows // cfg.batch_size) + cfg.latency_warmup + cfg.latency_runs \
+        + 1 + -(-rows // cfg.throughput_batch_size)
+    assert len(calls) == 3 * batches  # prediction, latency and throughput passes, all watched
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[numerics]
+    assert {d for _, d in calls} == {dtype}
