@@ -11,6 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipeline.config import Params
 from pipeline.models import BUILTIN_CONFIGS
+from pipeline.registry import ROLES
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 # Report keys that go into the model-index, with their Hub metric types.
@@ -142,6 +143,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         versions=_versions(),
         commit=_commit(),
         repository=p.card.repository,
+        roles=ROLES,
         base=inputs.sources[role],
         data_revision=inputs.data.get("source_revision"),
         fmt=lambda v, digits: "–" if v is None else f"{v:.{digits}f}",

@@ -85,3 +85,21 @@ def test_packaged_teacher_loads_offline():
     model = build_teacher(config("teacher", model="minilm-l6"), LABELS)
     assert model.config.num_hidden_layers == 6
     assert model.config.id2label == dict(enumerate(LABELS))
+
+
+def test_a_hub_model_is_fetched_at_its_revision_and_its_commit_recorded(monkeypatch, tmp_path):
+    from unittest import mock
+
+    from pipeline import models
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "snapshots" / commit
+    with mock.patch.object(models, "snapshot_download", return_value=str(snapshot)) as fetch:
+        found = models.locate("org/bert-tiny@v1.0")
+    assert fetch.call_args.args == ("org/bert-tiny",) and fetch.call_args.kwargs["revision"] == "v1.0"
+    assert found == models.ModelSource(str(snapshot), "org/bert-tiny", commit)
+    assert models.model_source("minilm-l6") == {
+        "hub_id": "sentence-transformers/all-MiniLM-L6-v2",
+        "revision": "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"}
+    assert models.model_source("cnn") == {"hub_id": None, "revision": None}
