@@ -130,7 +130,10 @@ def distinct_runs(rows: list[dict]) -> pd.DataFrame:
     metrics = [c for c in data if _is_metric(c)]
     data.insert(0, EXPERIMENT, table["Experiment"].fillna(table["rev"]))
     data.insert(1, COMMIT, _commits(table))
-    data = data[data[metrics].notna().any(axis=1)]  # queued and failed experiments
+    # A queued or running experiment shows the metrics of the commit it started from; only a
+    # finished one (or a commit, or the workspace: no state) has results of its own.
+    finished = table["State"].isna() | (table["State"] == "Success")
+    data = data[finished & data[metrics].notna().any(axis=1)]
     if data.empty or ACCURACY[STUDENT] not in data:
         raise UserError(f"no experiment with {METRICS} yet: run `dvc repro` or `dvc exp run` "
                         "first")

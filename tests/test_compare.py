@@ -188,6 +188,14 @@ def test_results_equal_but_for_timings_are_one_run_named_by_commit_then_workspac
     assert "shill-obit" not in text and "buxom-snap" not in text
 
 
+def test_a_running_experiment_is_not_a_result_yet():
+    # While it runs, exp_show gives an experiment the metrics of the commit it started from.
+    running = experiment("gross-shah", alpha=0.2, student=0.91, state="Running")
+    done = experiment("shyer-horn", alpha=0.2, temperature=2.0, student=0.90, state="Success")
+    rows = show(*commit("main", running, done, student=0.91))
+    assert list(distinct_runs(rows)["experiment"]) == ["main", "shyer-horn"]
+
+
 def test_a_changed_metric_is_a_different_run(tmp_path):
     rows = show(*commit("main", experiment("shill-obit", student=0.97), student=0.91))
     assert list(distinct_runs(rows)["experiment"]) == ["shill-obit", "main"]
