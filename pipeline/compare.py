@@ -52,6 +52,8 @@ FILES = (str(PARAMS), str(METRICS))
 # The blocks of metrics.json (pipeline.evaluation): one per model, the comparison, the
 # numerics the models ran in, the timings.
 METRIC_BLOCKS = (*ROLES, "student_vs_teacher", "numerics", "speed")
+# Where the stages' code lives: its dependency hashes say which code a run ran.
+CODE_FOLDERS = ("pipeline/", "stages/")
 # Latency, throughput and the device differ on every run of the same model: not a result.
 TIMINGS = "speed."
 # exp_show() turns every value into text and back: a null param comes back as "None", a value
@@ -106,11 +108,26 @@ def _column_names(columns: pd.Index) -> dict[str, str]:
     return names
 
 
-def _commits(table: pd.DataFrame) -> pd.Categorical:
-    """The commit each row's code comes from, newest first: exp_show() lists each commit's
-    experiments after it, and the workspace, listed first, holds the code of the next one."""
+def _commits(table: pd.DataFrame) -> pd.Series:
+    """The commit each row comes from: exp_show() lists each commit's experiments after it, and
+    the workspace, listed first, holds the code of the next one."""
     revs = table["rev"].where(table["typ"] == "baseline")
-    commits = revs.mask(revs == WORKSPACE).ffill().bfill()
+    return revs.mask(revs == WORKSPACE).ffill().bfill()
+
+
+def _code_versions(table: pd.DataFrame) -> pd.Categorical:
+    """The code each row's stages ran, named by the newest commit that ran it, newest first.
+
+    The code is the hashes of the stages' source files that dvc.lock records (exp_show() gives a
+    column per dependency): runs of the same code compare whatever commits came between them
+    (documentation, reports), and runs of different code never fall into one group.
+    """
+    commits = _commits(table)
+    code = [c for c in table.columns if c.rpartition(":")[2].startswith(CODE_FOLDERS)]
+    if code:
+        version = pd.util.hash_pandas_object(table[code], index=False)
+        # Rows come newest commit first, so a version's first row names its newest commit.
+        commits = commits.groupby(version, sort=False).transform("first")
     return pd.Categorical(commits, categories=commits.unique(), ordered=True)
 
 
@@ -129,7 +146,7 @@ def distinct_runs(rows: list[dict]) -> pd.DataFrame:
     data = table[list(names)].rename(columns=names).replace(UNKNOWN).infer_objects()
     metrics = [c for c in data if _is_metric(c)]
     data.insert(0, EXPERIMENT, table["Experiment"].fillna(table["rev"]))
-    data.insert(1, COMMIT, _commits(table))
+    data.insert(1, COMMIT, _code_versions(table))
     # A queued or running experiment shows the metrics of the commit it started from; only a
     # finished one (or a commit, or the workspace: no state) has results of its own.
     finished = table["State"].isna() | (table["State"] == "Success")
@@ -255,7 +272,8 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
     body = (
         "# Experiment comparison\n\n"
         f"{len(runs)} runs (DVC experiments and the workspace"
-        + (f" of {commits} commits" if commits > 1 else f", commit `{commit}`")
+        + (f" of {commits} versions of the code, each named by the newest commit that has it"
+           if commits > 1 else f", commit `{commit}`")
         + "), best distilled-student test accuracy first. Teacher and baseline do not depend "
         "on alpha or temperature, so they repeat.\n\n"
         + markdown_table(run_table(runs))
@@ -263,7 +281,7 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
         f"({Path(os.path.relpath(figure, out.parent)).as_posix()})\n"
     )
     if commits > 1:
-        body += f"\nThe figure shows the runs of commit `{commit}` only.\n"
+        body += f"\nThe figure shows the runs of the code of commit `{commit}` only.\n"
     summary = seed_summary(runs)
     if not summary.empty:
         body += (

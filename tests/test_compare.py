@@ -98,7 +98,7 @@ def show(*runs):
     return rows
 
 
-def result(rev, experiment=None, student=0.91, state=None, **kwargs):
+def result(rev, experiment=None, student=0.91, state=None, code="main", **kwargs):
     data = files(student, **kwargs) if student is not None else {}
     if state == "Queued":
         data = {"params.yaml": files(0.0, **kwargs)["params.yaml"]}
@@ -108,7 +108,8 @@ def result(rev, experiment=None, student=0.91, state=None, **kwargs):
                      "Created": None if rev == "workspace" else "Nov 27, 2026",
                      "parent": None, "State": state, "Executor": None},
             "files": data,
-            "deps": {"stages/distill.py": "2b1e5d1f7c6a4e0b9d8c7b6a5f4e3d2c",
+            # The stages' code: a commit's, which its experiments and the workspace run too.
+            "deps": {"stages/distill.py": md5(code.encode()).hexdigest(),
                      "models/trained/student": model} if data else {}}
 
 
@@ -120,11 +121,15 @@ def experiment(name, **kwargs):
     return result(md5(name.encode()).hexdigest()[:7], experiment=name, **kwargs)
 
 
-def commit(rev, *experiments, **kwargs):
-    """A commit's row, then its experiments' (DVC marks the last one branch_base)."""
+def commit(rev, *experiments, code=None, **kwargs):
+    """A commit's row, then its experiments' (DVC marks the last one branch_base). Each commit
+    has code of its own unless `code` names another's."""
+    code = code or rev
     for i, exp in enumerate(experiments):
         exp["info"]["typ"] = "branch_base" if i == len(experiments) - 1 else "branch_commit"
-    return [result(rev, **kwargs), *experiments]
+        if exp["deps"]:
+            exp["deps"]["stages/distill.py"] = md5(code.encode()).hexdigest()
+    return [result(rev, code=code, **kwargs), *experiments]
 
 
 @pytest.fixture
@@ -277,7 +282,20 @@ def test_runs_of_different_commits_are_never_averaged(tmp_path, heatmaps):
     [plot] = heatmaps
     assert plot["values"] == {(0.5, 4.0): pytest.approx(0.91)}  # main's runs only
     assert plot["title"] == "Distilled student test accuracy, commit main (mean over seeds)"
-    assert "The figure shows the runs of commit `main` only." in text
+    assert "The figure shows the runs of the code of commit `main` only." in text
+
+
+def test_a_commit_that_changes_no_stage_code_keeps_its_experiments_comparable(tmp_path, heatmaps):
+    # A grid queued on v1, then a commit of documentation only: the grid still counts as the
+    # current code's, named by the newest commit that has that code.
+    rows = show(*commit("main", seed=1, student=0.90, code="v1"),
+                *commit("v1", experiment("grid-1", seed=2, student=0.92),
+                        experiment("grid-2", seed=3, student=0.94), seed=1, student=0.90))
+    table = distinct_runs(rows)
+    assert list(table["experiment"]) == ["grid-2", "grid-1", "main"]
+    assert set(table["commit"]) == {"main"}
+    report(rows, tmp_path)
+    assert heatmaps[0]["values"] == {(0.5, 4.0): pytest.approx(0.92)}
 
 
 def test_same_seed_in_two_commits_is_two_runs_not_a_seed_group(tmp_path, heatmaps):
