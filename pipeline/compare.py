@@ -6,7 +6,8 @@ runs that differ only in their seed.
     dvc exp run --queue -S seed=1,2,3
     dvc queue start -j 1
     python -m pipeline.compare                  # reports/local/compare.md and compare.png
-    python -m pipeline.compare --all-commits    # with the experiments of earlier commits too
+    python -m pipeline.compare --num 2          # HEAD and the commit before it, with their experiments
+    python -m pipeline.compare --all-commits    # with the experiments of every earlier commit
     python -m pipeline.compare --out reports/compare.md --figure reports/compare.png
 """
 
@@ -292,12 +293,12 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
     write_text(out, body)
 
 
-def exp_show(all_commits: bool) -> list[dict]:
-    """The rows of `dvc exp show`: the workspace, HEAD and its experiments (with
-    `all_commits`, every earlier commit of HEAD's history and its experiments too)."""
+def exp_show(num: int) -> list[dict]:
+    """The rows of `dvc exp show`: the workspace, and the last `num` commits of HEAD's history
+    (-1: all of them) with their experiments."""
     try:
         # Without a repository exp_show() would take the current folder for a git URL to clone.
-        rows = dvc.api.exp_show(repo=Repo.find_root(), num=-1 if all_commits else 1)
+        rows = dvc.api.exp_show(repo=Repo.find_root(), num=num)
     except DvcException as err:
         raise UserError(f"`dvc exp show` failed: {err}") from None
     if not rows:
@@ -311,10 +312,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # Beside the table, not in reports/plots: that folder is an output of the evaluate stage.
     parser.add_argument("--figure", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
+    parser.add_argument("-n", "--num", type=int, default=1,
+                        help="the experiments of the last NUM commits (as `dvc exp show -n`)")
     parser.add_argument("--all-commits", action="store_true",
                         help="also the experiments of the commits before HEAD")
     args = parser.parse_args()
-    compared = distinct_runs(exp_show(args.all_commits))
+    compared = distinct_runs(exp_show(-1 if args.all_commits else args.num))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     write_report(compared, args.out, args.figure)
     log.info("%d runs compared -> %s, %s", len(compared), args.out, args.figure)

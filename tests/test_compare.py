@@ -434,3 +434,18 @@ def test_default_output_leaves_the_committed_report_alone(repo):
     assert (repo / DEFAULT_OUT).stat().st_size > 0
     assert (repo / DEFAULT_OUT.with_suffix(".png")).stat().st_size > 10_000
     assert not (repo / "reports/compare.md").exists()
+
+
+@pytest.mark.parametrize("args,num", [([], 1), (["-n", "3"], 3), (["--all-commits"], -1)])
+def test_how_many_commits_are_read(monkeypatch, tmp_path, args, num):
+    from unittest import mock
+
+    from pipeline import compare
+
+    rows = show(workspace(), *commit("main"))
+    monkeypatch.setattr("sys.argv", ["compare", *args, "--out", str(tmp_path / "c.md"),
+                                     "--figure", str(tmp_path / "c.png")])
+    with mock.patch.object(compare.dvc.api, "exp_show", return_value=rows) as exp_show, \
+            mock.patch.object(compare.Repo, "find_root", return_value="."):
+        compare.main()
+    assert exp_show.call_args.kwargs["num"] == num
