@@ -37,3 +37,8 @@ def test_the_baseline_owes_the_fine_tuned_teacher_nothing():
 def test_evaluation_knobs_do_not_reach_training():
     for name in ("soft_targets", "teacher", "baseline", "distill"):
         assert not [p for p in DVC[name]["params"] if str(p).startswith("evaluate")], name
+
+
+def test_the_card_depends_on_the_reports_it_names_base_weights_from():
+    # stages/card.py reads model_source from the published roles' training reports.
+    assert {"reports/teacher.json", "reports/student.json"} <= set(DVC["card"]["deps"])
