@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import AutoConfig
 
 from pipeline.config import Params
 from pipeline.models import BUILTIN_CONFIGS
@@ -87,7 +88,9 @@ def _student_init(p: Params) -> tuple[str, str]:
         description = _builtin_description(s.model, s.config_overrides)
         return f"{description}, built from a config with random weights", description
     if s.init == "teacher_layers":
-        return (f"the teacher's embeddings, classifier and its layers {s.layers} "
+        which = ("the fine-tuned teacher's" if s.from_teacher == "finetuned"
+                 else "the teacher's, as before fine-tuning (with a new classification head),")
+        return (f"{which} embeddings, classifier and its layers {s.layers} "
                 "(DistilBERT-style initialisation)", f"{len(s.layers)}-layer")
     if s.init == "pretrained":
         return f"initialised from `{s.model}`", f"`{s.model}`"
@@ -127,7 +130,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         alpha=p.alpha,
         temperature=p.temperature,
         word_embeddings_frozen=p.student.freeze_word_embeddings,
-        seed=p.seed,
+        seed=p.seed_of(role),
         max_length=p.data.max_length,
         train=train,
         history=inputs.history,
@@ -135,6 +138,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         m=metrics[role],
         speed=metrics["speed"],
         ratios=metrics["student_vs_teacher"],
+        paired=metrics["student_vs_baseline"],
         speedup=metrics["speed"]["student_speedup"],
         device=metrics["speed"]["device"],
         throughput_batch=p.evaluate.throughput_batch_size,
@@ -150,3 +154,11 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         pct=lambda v: f"{100 * v:.1f}%",
         count=lambda v: f"{v:,}",
     )
+
+
+def store_threshold(folder: Path, threshold: float) -> None:
+    """Keep the out-of-scope threshold in the published model's config.json (`oos_threshold`),
+    where whoever loads the model finds it: transformers keeps unknown config keys."""
+    config = AutoConfig.from_pretrained(folder)
+    config.oos_threshold = threshold
+    config.save_pretrained(folder)

@@ -1,9 +1,10 @@
 """Compare DVC experiments: a table of params and key metrics, best first, a plot of the
 distilled student's accuracy over alpha and temperature, and the mean and spread over seeds of
-runs that differ only in their seed.
+runs that differ only in their seeds, with the paired test of distilled student against baseline.
+Runs are ranked by the distilled student's validation accuracy, never by test.
 
     dvc exp run --queue -S alpha=0.2,0.5,0.8 -S temperature=2,4,8
-    dvc exp run --queue -S seed=1,2,3
+    dvc exp run --queue -S student.seed=1,2,3     # the students only; seed=1,2,3 also the teacher
     dvc queue start -j 1
     python -m pipeline.compare                  # reports/local/compare.md and compare.png
     python -m pipeline.compare --num 2          # HEAD and the commit before it, with their experiments
@@ -40,7 +41,8 @@ DEFAULT_OUT = REPORTS / "local" / "compare.md"
 
 EXPERIMENT, COMMIT = "experiment", "commit"
 WORKSPACE = "workspace"
-SEED = "seed"
+# The top-level seed (data splits, teacher) and the students' own.
+SEEDS = ("seed", "student.seed")
 GRID = ["alpha", "temperature"]
 STUDENT = "student"
 # What distillation has to beat: the seeds table counts the student's wins over it.
@@ -52,7 +54,7 @@ BASELINE = "baseline"
 FILES = (str(PARAMS), str(METRICS))
 # The blocks of metrics.json (pipeline.evaluation): one per model, the comparison, the
 # numerics the models ran in, the timings.
-METRIC_BLOCKS = (*ROLES, "student_vs_teacher", "numerics", "speed")
+METRIC_BLOCKS = (*ROLES, "student_vs_teacher", "student_vs_baseline", "numerics", "speed")
 # Where the stages' code lives: its dependency hashes say which code a run ran.
 CODE_FOLDERS = ("pipeline/", "stages/")
 # Latency, throughput and the device differ on every run of the same model: not a result.
@@ -62,16 +64,24 @@ TIMINGS = "speed."
 UNKNOWN = {"None": None, "!": None}
 
 ACCURACY = {role: f"{role}.accuracy" for role in ROLES}
+# What runs are ranked by: chosen on validation, reported on test.
+VALIDATION = "student.validation_accuracy"
+P_VALUE = "student_vs_baseline.mcnemar_p"
+THRESHOLDED = {"student.thresholded.in_scope_accuracy": "in-scope acc (threshold)",
+               "student.thresholded.oos_recall": "oos recall (threshold)"}
 STUDENT_COLUMNS = {
+    P_VALUE: "p vs baseline",
     "student.macro_f1": "student macro-F1",
     "student.in_scope_accuracy": "in-scope acc",
     "student.oos_recall": "oos recall",
     "student.ece": "ECE",
     "student_vs_teacher.agreement": "agreement",
     "student_vs_teacher.accuracy_ratio": "student / teacher acc",
+    **THRESHOLDED,
 }
 # The result first, then what it has to beat, then the reference.
 METRIC_TITLES = {
+    VALIDATION: "student val acc",
     **{ACCURACY[role]: f"{ROLES[role].title} acc" for role in reversed(ROLES)},
     **STUDENT_COLUMNS,
 }
@@ -140,8 +150,9 @@ def _name_rank(table: pd.DataFrame) -> pd.Series:
 
 
 def distinct_runs(rows: list[dict]) -> pd.DataFrame:
-    """One row per distinct run with metrics, best distilled-student accuracy first, from the
-    rows of `dvc.api.exp_show()`: its name, its commit, its params and metrics."""
+    """One row per distinct run with metrics, best distilled-student validation accuracy first
+    (runs without it last, by test accuracy), from the rows of `dvc.api.exp_show()`: its name,
+    its commit, its params and metrics."""
     table = pd.DataFrame(rows)
     names = _column_names(table.columns)
     data = table[list(names)].rename(columns=names).replace(UNKNOWN).infer_objects()
@@ -159,17 +170,22 @@ def distinct_runs(rows: list[dict]) -> pd.DataFrame:
     result = [c for c in data.columns.drop([EXPERIMENT, COMMIT]) if not c.startswith(TIMINGS)]
     names_first = _name_rank(table)[data.index].sort_values(kind="stable").index
     data = data.loc[names_first].drop_duplicates(subset=result)[[EXPERIMENT, COMMIT, *result]]
-    best_first = [c for c in (ACCURACY[STUDENT], "student.macro_f1") if c in data]
-    return data.sort_values(best_first, ascending=False, kind="stable").reset_index(drop=True)
+    best_first = [c for c in (VALIDATION, ACCURACY[STUDENT], "student.macro_f1") if c in data]
+    return data.sort_values(best_first, ascending=False, kind="stable",
+                            na_position="last").reset_index(drop=True)
 
 
 def _params(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if is_param(c)]
 
 
+def _seeds_in(runs: pd.DataFrame) -> list[str]:
+    return [s for s in SEEDS if s in runs]
+
+
 def _setting(runs: pd.DataFrame) -> list[str]:
-    """What makes runs repeats of one setting: their code and every param but the seed."""
-    return [COMMIT, *(p for p in _params(runs) if p != SEED)]
+    """What makes runs repeats of one setting: their code and every param but the seeds."""
+    return [COMMIT, *(p for p in _params(runs) if p not in SEEDS)]
 
 
 def _shown(runs: pd.DataFrame) -> list[str]:
@@ -189,27 +205,60 @@ def _spread(values: pd.Series) -> str:
             f"({values.min():.4f}–{values.max():.4f})")
 
 
-def _seeds(seeds: pd.Series) -> str:
-    return ", ".join(f"{s:g}" for s in sorted(seeds.unique()))
+def _seeds(setting: pd.DataFrame) -> str:
+    """The seeds a setting's runs differ in: "1, 2, 3", or "student.seed 1, 2, 3" when the
+    students' seed is what varies, or both, per run."""
+    varied = [s for s in _seeds_in(setting) if setting[s].nunique() > 1]
+    if len(varied) == 1 and varied[0] == SEEDS[0]:
+        return ", ".join(f"{s:g}" for s in sorted(setting[varied[0]].unique()))
+    if len(varied) == 1:
+        return f"{varied[0]} " + ", ".join(f"{s:g}" for s in sorted(setting[varied[0]].unique()))
+    return "; ".join(sorted({"/".join(f"{v:g}" for v in row)
+                             for row in setting[varied].itertuples(index=False)}))
 
 
 def _wins(won: pd.Series) -> str:
     return f"{won.sum()} of {len(won)}"
 
 
+def _seed_count(setting: pd.DataFrame) -> int:
+    return len(setting[_seeds_in(setting)].drop_duplicates())
+
+
+def _p_values(p: pd.Series) -> str:
+    return ", ".join(f"{v:.2g}" for v in p)
+
+
 def seed_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting run with two or more seeds: mean ± standard deviation (min–max) of each
-    model's test accuracy, and how often the student beat the baseline. Runs of different
-    commits are different settings."""
-    seeded = _settings(runs).filter(lambda setting: setting[SEED].nunique() > 1)
+    model's test accuracy (and the student's validation accuracy and thresholded figures where
+    there are some), how often the student beat the baseline, and how often significantly
+    (exact McNemar test on each seed's test predictions, p < 0.05). Runs of different commits
+    are different settings."""
+    seeded = _settings(runs).filter(lambda setting: _seed_count(setting) > 1)
     student, baseline = seeded[ACCURACY[STUDENT]], seeded[ACCURACY[BASELINE]]
-    seeded = seeded.assign(_gain=student - baseline, _won=student > baseline)
-    summary = _settings(seeded).agg(
-        seeds=(SEED, _seeds),
-        **{f"{ROLES[role].title} acc": (ACCURACY[role], _spread) for role in ROLES},
+    # In seed order, so that "p per seed" lists them as the seeds column does.
+    seeded = seeded.assign(_gain=student - baseline, _won=student > baseline).sort_values(
+        _seeds_in(seeded), kind="stable")
+    spreads = {f"{ROLES[role].title} acc": (ACCURACY[role], _spread) for role in ROLES}
+    if VALIDATION in seeded:
+        spreads = {"student val acc": (VALIDATION, _spread), **spreads}
+    tests = {}
+    if P_VALUE in seeded and seeded[P_VALUE].notna().all():
+        seeded = seeded.assign(_significant=seeded["_won"] & (seeded[P_VALUE] < 0.05))
+        tests = {"significantly (p < 0.05)": ("_significant", _wins),
+                 "p per seed": (P_VALUE, _p_values)}
+    thresholded = {title: (column, _spread) for column, title in THRESHOLDED.items()
+                   if column in seeded and seeded[column].notna().all()}
+    groups = _settings(seeded)
+    summary = groups.agg(
+        **spreads,
         **{"student − baseline": ("_gain", _spread), "student beat baseline": ("_won", _wins)},
-    ).reset_index()
-    shown = [c for c in _shown(runs) if c != SEED]
+        **tests, **thresholded,
+    )
+    summary.insert(0, "seeds", groups[_seeds_in(seeded)].apply(_seeds))
+    summary = summary.reset_index()
+    shown = [c for c in _shown(runs) if c not in SEEDS]
     return summary[[*shown, *summary.columns.drop(_setting(runs))]]
 
 
@@ -250,8 +299,10 @@ def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
     setting's runs, with the teacher's and the baseline's beside the title."""
     means = _settings(runs).agg(
         **{role: (ACCURACY[role], "mean") for role in ROLES},
-        seeds=(SEED, "nunique"), runs=(ACCURACY[STUDENT], "size"),
-    ).reset_index()
+        runs=(ACCURACY[STUDENT], "size"),
+    )
+    means["seeds"] = _settings(runs).apply(_seed_count)
+    means = means.reset_index()
     # Settings that differ in more than alpha and T share a cell: it shows the best of them.
     cells = means.sort_values(STUDENT, ascending=False, kind="stable").drop_duplicates(GRID)
     best = cells.iloc[0]
@@ -275,7 +326,8 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
         f"{len(runs)} runs (DVC experiments and the workspace"
         + (f" of {commits} versions of the code, each named by the newest commit that has it"
            if commits > 1 else f", commit `{commit}`")
-        + "), best distilled-student test accuracy first. Teacher and baseline do not depend "
+        + "), best distilled-student validation accuracy first (settings are chosen on "
+        "validation; the test figures are beside it). Teacher and baseline do not depend "
         "on alpha or temperature, so they repeat.\n\n"
         + markdown_table(run_table(runs))
         + f"\n![student accuracy over alpha and temperature]"
@@ -286,9 +338,12 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
     summary = seed_summary(runs)
     if not summary.empty:
         body += (
-            "\n## Across seeds\n\nRuns whose params differ only in `seed` (which also changes "
-            "the data splits carved from train and every model's initialisation): test accuracy "
-            "as mean ± standard deviation (min–max).\n\n" + markdown_table(summary)
+            "\n## Across seeds\n\nRuns whose params differ only in their seeds (`student.seed`: "
+            "the baseline's and the distilled student's initialisation and data order; `seed` "
+            "also the data splits carved from train and the teacher): test accuracy as mean ± "
+            "standard deviation (min–max). The distilled student beats the baseline "
+            "significantly on a seed when it is more accurate and the exact McNemar test on "
+            "that seed's test predictions gives p < 0.05.\n\n" + markdown_table(summary)
         )
     write_text(out, body)
 

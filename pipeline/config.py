@@ -73,12 +73,18 @@ class TeacherConfig(_Section):
 class StudentConfig(_Section):
     init: Literal["teacher_layers", "pretrained", "config"]
     layers: list[int]
+    # Which teacher the distilled student's layers come from when it is made from the teacher;
+    # the baseline's always come from the teacher before fine-tuning (it owes the teacher nothing).
+    from_teacher: Literal["finetuned", "pretrained"]
     model: str | None
     config_overrides: dict[str, Any] | None
     # Keep the word embeddings the student starts with (the teacher's or the pretrained
     # model's): they are most of a small text student's weights, and updating them is a large
     # share of each training step (bench/distill_throughput.py).
     freeze_word_embeddings: bool
+    # The students' own seed (baseline and distilled alike): repeats of a setting vary it with
+    # the data splits and the teacher held fixed (those follow the top-level seed).
+    seed: int
     train: TrainConfig
 
     @model_validator(mode="after")
@@ -138,6 +144,11 @@ class Params(_Section):
     evaluate: EvaluateConfig
     tracking: TrackingConfig
     card: CardConfig
+
+    def seed_of(self, role: str) -> int:
+        """The training seed of a role: the teacher's is the top-level seed, the students'
+        student.seed."""
+        return self.seed if role == "teacher" else self.student.seed
 
     @model_validator(mode="after")
     def _check_models_fit_task(self) -> Params:

@@ -1,4 +1,6 @@
-"""Test-set quality, speed and size of the trained models, and the student / teacher ratios."""
+"""Test-set quality, speed and size of the trained models, the student / teacher ratios, the
+paired test of distilled student against baseline, and out-of-scope thresholds chosen on the
+validation split."""
 
 from __future__ import annotations
 
@@ -7,12 +9,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
+from datasets import DatasetDict
 
-from pipeline import inference, plots, speed
+from pipeline import inference, oos, plots, speed
 from pipeline.config import Params
-from pipeline.metrics import agreement, f1_per_label, probabilities, quality, reliability_bins
+from pipeline.metrics import (
+    agreement,
+    f1_per_label,
+    label_quality,
+    probabilities,
+    quality,
+    reliability_bins,
+)
 from pipeline.models import count_parameters, load_classifier, load_saved_processor
+from pipeline.significance import mcnemar
 from pipeline.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -21,16 +31,23 @@ TOP_CONFUSIONS = 15
 
 
 def evaluate_models(
-    folders: dict[str, Path], test: Dataset, names: list[str], params: Params
+    folders: dict[str, Path], ds: DatasetDict, names: list[str], params: Params
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics for each model folder (keyed by role) and each model's test logits.
+
+    Quality is on the test split; each model's validation accuracy beside it is what settings
+    are chosen by. With an out-of-scope label, each model also gets the confidence threshold
+    chosen on validation (pipeline.oos) and its test figures with it (`thresholded`).
 
     Timing figures live under the `speed` key only, so that the rest of the report is the same
     on every run of the same inputs. `numerics` is the precision the models ran in, for the
     quality figures and the timings alike (pipeline.inference.serving_numerics).
     """
     cfg, max_length, task = params.evaluate, params.data.max_length, get_task(params.task)
+    test, validation = ds["test"], ds["validation"]
     inputs, labels = test[task.column], np.asarray(test["label"])
+    oos_label = params.data.oos_label
+    oos_id = names.index(oos_label) if oos_label in names else None
     metrics: dict = {}
     timings: dict = {"device": speed.device_name()}
     all_logits: dict[str, np.ndarray] = {}
@@ -40,12 +57,22 @@ def evaluate_models(
         loaded[role] = (model, processor)
         logits = inference.predict_logits(model, processor, task, inputs, cfg.batch_size,
                                           max_length, desc=role)
+        val_probs = probabilities(inference.predict_logits(
+            model, processor, task, validation[task.column], cfg.batch_size, max_length,
+            desc=f"{role} (validation)"))
+        val_labels = np.asarray(validation["label"])
         all_logits[role] = logits
         metrics[role] = {
-            **quality(labels, logits, names, params.data.oos_label, cfg.ece_bins),
+            **quality(labels, logits, names, oos_label, cfg.ece_bins),
+            "validation_accuracy": float((val_probs.argmax(-1) == val_labels).mean()),
             "parameters": count_parameters(model),
             "size_mb": speed.size_on_disk_mb(folder),
         }
+        if oos_id is not None:
+            threshold = oos.choose(val_labels, val_probs, oos_id)
+            preds = oos.apply(probabilities(logits), threshold, oos_id)
+            metrics[role]["oos_threshold"] = threshold
+            metrics[role]["thresholded"] = label_quality(labels, preds, names, oos_label)
         log.info("%s: %s", role, metrics[role])
     latency = speed.latency_ms(loaded, task, inputs, cfg.latency_runs, cfg.latency_warmup,
                                max_length, params.seed)
@@ -53,12 +80,15 @@ def evaluate_models(
     for role in loaded:
         timings[role] = {**latency[role], "throughput_per_s": throughput[role]}
     teacher, student = metrics["teacher"], metrics["student"]
+    preds = {role: x.argmax(-1) for role, x in all_logits.items()}
     metrics["student_vs_teacher"] = {
-        "agreement": agreement(all_logits["student"].argmax(-1), all_logits["teacher"].argmax(-1)),
+        "agreement": agreement(preds["student"], preds["teacher"]),
         "accuracy_ratio": student["accuracy"] / max(teacher["accuracy"], 1e-12),
         "parameter_ratio": student["parameters"] / teacher["parameters"],
         "size_ratio": student["size_mb"] / teacher["size_mb"],
     }
+    metrics["student_vs_baseline"] = mcnemar(
+        labels, {"student": preds["student"], "baseline": preds["baseline"]})
     timings["student_speedup"] = (
         timings["teacher"]["latency_ms_median"] / timings["student"]["latency_ms_median"]
     )

@@ -15,8 +15,8 @@ from pipeline.intent_metrics.intent_metrics import (
     reliability_bins,
 )
 
-__all__ = ["accuracy_and_f1", "agreement", "f1_per_label", "probabilities", "quality",
-           "reliability_bins"]
+__all__ = ["accuracy_and_f1", "agreement", "f1_per_label", "label_quality", "probabilities",
+           "quality", "reliability_bins"]
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -41,6 +41,17 @@ def quality(
         return metric.compute(predictions=logits.argmax(-1), references=labels,
                               prediction_scores=probabilities(logits), oos_label_id=oos,
                               ece_bins=ece_bins)
+
+
+def label_quality(
+    labels: np.ndarray, preds: np.ndarray, names: list[str], oos_label: str | None
+) -> dict[str, float]:
+    """The intent metric set of predictions alone (no probabilities, so no ECE): the figures
+    of a model whose answers are changed after the softmax, as by an out-of-scope threshold."""
+    oos = names.index(oos_label) if oos_label and oos_label in names else None
+    with tempfile.TemporaryDirectory() as cache:
+        metric = IntentMetrics(config_name="labels_only", keep_in_memory=True, cache_dir=cache)
+        return metric.compute(predictions=preds, references=labels, oos_label_id=oos)
 
 
 def agreement(preds_a: np.ndarray, preds_b: np.ndarray) -> float:

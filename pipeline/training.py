@@ -205,7 +205,7 @@ def fit_and_save(
     resume_from = checkpoints.latest(checkpoint_dir, stamp) if fit else None
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
-            model, processor, encoded["train"], encoded["validation"], cfg, params.seed,
+            model, processor, encoded["train"], encoded["validation"], cfg, params.seed_of(role),
             stage, callbacks, checkpoint_dir, resume_from=resume_from, make_trainer=make_trainer,
             carry=carry, fit=fit, group_by_length=task.group_by_length,
         )

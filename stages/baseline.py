@@ -20,7 +20,7 @@ from pipeline.training import fit_and_save
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
-    set_seed(params.seed)
+    set_seed(params.student.seed)
     ds, names = load_prepared(paths.PREPARED)
     task = get_task(params.task)
     model, processor = load_student(

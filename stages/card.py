@@ -5,7 +5,7 @@ import json
 import shutil
 
 from pipeline import paths
-from pipeline.card import CardInputs, render
+from pipeline.card import CardInputs, render, store_threshold
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_text
@@ -30,6 +30,8 @@ def main() -> None:
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)
+            if "oos_threshold" in metrics[role]:
+                store_threshold(folder, metrics[role]["oos_threshold"])
             (folder / "README.md").write_text(card)
         if role == "student":
             write_text(paths.REPORTS / "model_card.md", card)

@@ -9,7 +9,7 @@ from pipeline import paths, soft_targets
 from pipeline.config import load_params
 from pipeline.distill import DistillationTrainer
 from pipeline.errors import stage_main
-from pipeline.models import load_student, student_source, trained_teacher
+from pipeline.models import load_student, pretrained_teacher, student_source, trained_teacher
 from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
@@ -18,16 +18,16 @@ from pipeline.training import fit_and_save
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
-    set_seed(params.seed)
+    set_seed(params.student.seed)
     ds, names = load_prepared(paths.PREPARED)
     soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
     task = get_task(params.task)
-    model, processor = load_student(
-        params.student, names, partial(trained_teacher, paths.trained("teacher"), task), task,
-        ds["train"],
-    )
+    layers_from = (partial(trained_teacher, paths.trained("teacher"), task)
+                   if params.student.from_teacher == "finetuned"
+                   else partial(pretrained_teacher, params, names, task, ds["train"]))
+    model, processor = load_student(params.student, names, layers_from, task, ds["train"])
     fit_and_save(
         "distill", "student", params, model, processor, ds, params.student.train,
         student_source(params),

@@ -20,7 +20,7 @@ def main() -> None:
     test = ds["test"]
     folders = {role: paths.trained(role) for role in ROLES}
     with stage_run("evaluate", params):
-        metrics, logits = evaluate_models(folders, test, names, params)
+        metrics, logits = evaluate_models(folders, ds, names, params)
         with atomic_dir(paths.PLOTS) as folder:
             write_figures(folder, np.asarray(test["label"]), logits, names, metrics, params)
         write_json(paths.METRICS, metrics)

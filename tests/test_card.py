@@ -3,9 +3,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_bert
 from huggingface_hub import ModelCard
+from transformers import AutoConfig
 
-from pipeline.card import CardInputs, render
+from pipeline.card import CardInputs, render, store_threshold
 from pipeline.config import parse_params
 
 PARAMS = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
@@ -14,7 +16,11 @@ NAMES = ["balance", "oos", "transfer"]
 
 def role_metrics(acc: float, params: int) -> dict:
     return {"accuracy": acc, "macro_f1": acc - 0.01, "ece": 0.05, "in_scope_accuracy": acc + 0.01,
-            "oos_recall": 0.8, "oos_precision": 0.9, "parameters": params, "size_mb": params / 2**18}
+            "oos_recall": 0.8, "oos_precision": 0.9, "parameters": params, "size_mb": params / 2**18,
+            "validation_accuracy": acc + 0.02, "oos_threshold": 0.4321,
+            "thresholded": {"accuracy": acc + 0.03, "macro_f1": acc + 0.02,
+                            "in_scope_accuracy": acc - 0.005, "oos_recall": 0.912,
+                            "oos_precision": 0.7}}
 
 
 METRICS = {
@@ -23,6 +29,8 @@ METRICS = {
     "student": role_metrics(0.9123, 17_000_000),
     "student_vs_teacher": {"agreement": 0.95, "accuracy_ratio": 0.981, "parameter_ratio": 0.77,
                            "size_ratio": 0.77},
+    "student_vs_baseline": {"accuracy_gain": 0.0223, "only_student_right": 31,
+                            "only_baseline_right": 12, "mcnemar_p": 0.0053},
     "speed": {"device": "cpu (test)", "student_speedup": 1.9,
               **{r: {"latency_ms_median": 5.0, "latency_ms_p95": 6.0, "throughput_per_s": 900.0}
                  for r in ("teacher", "baseline", "student")}},
@@ -135,3 +143,15 @@ def test_no_nested_dicts_in_model_index(key):
     for result in index[0]["results"]:
         for metric in result["metrics"]:
             assert isinstance(metric["value"], float)
+
+
+def test_the_oos_threshold_is_in_the_card_and_the_config(tmp_path):
+    card = card_for()
+    assert "`oos_threshold` = 0.4321" in card
+    assert "out-of-scope recall 0.912" in card  # the thresholded test figure
+    assert "config.oos_threshold" in card  # the usage snippet applies it
+    assert "31 queries only the distilled student gets right, 12 only the baseline" in card
+    assert "p = 0.0053" in card
+    tiny_bert().save_pretrained(tmp_path)
+    store_threshold(tmp_path, 0.4321)
+    assert AutoConfig.from_pretrained(tmp_path).oos_threshold == 0.4321

@@ -32,7 +32,8 @@ PARAMS = {
 }
 
 
-def reports(student, baseline=0.90, teacher=0.95, latency=11.0, oos=True):
+def reports(student, baseline=0.90, teacher=0.95, latency=11.0, oos=True, validation=None,
+            p=None):
     """A run's metrics files: reports/metrics.json as the evaluate stage writes it, the
     training stages' reports (their `validation` and `timing` keys collide between files) and
     reports/data.json. The scratch repo's stage writes them with this very function."""
@@ -47,9 +48,12 @@ def reports(student, baseline=0.90, teacher=0.95, latency=11.0, oos=True):
              for name in roles}
     metrics = {
         "teacher": role(teacher, 22_000_000), "baseline": role(baseline, 17_000_000),
-        "student": role(student, 17_000_000),
+        "student": {**role(student, 17_000_000),
+                    **({"validation_accuracy": validation} if validation is not None else {})},
         "student_vs_teacher": {"agreement": 0.93, "accuracy_ratio": student / teacher,
                                "parameter_ratio": 17 / 22, "size_ratio": 17 / 22},
+        **({"student_vs_baseline": {"accuracy_gain": student - baseline, "mcnemar_p": p}}
+           if p is not None else {}),
         "numerics": "fp32",
         "speed": {"device": "cpu (x86_64, 2 threads)", **speed, "student_speedup": 1.8},
     }
@@ -60,10 +64,13 @@ def reports(student, baseline=0.90, teacher=0.95, latency=11.0, oos=True):
     return {"reports/data.json": data, **trained, "reports/metrics.json": metrics}
 
 
-def files(student, *, seed=42, alpha=0.5, temperature=4.0, lr=1e-4, **metrics):
+def files(student, *, seed=42, alpha=0.5, temperature=4.0, lr=1e-4, student_seed=None,
+          **metrics):
     """A run's params and metrics files."""
     params = {**PARAMS, "seed": seed, "alpha": alpha, "temperature": temperature,
               "student": {**PARAMS["student"], "train": {"epochs": 8, "learning_rate": lr}}}
+    if student_seed is not None:
+        params["student"]["seed"] = student_seed
     return {**reports(student, **metrics), "params.yaml": params}
 
 
@@ -255,6 +262,35 @@ def test_runs_that_differ_only_in_seed_get_mean_and_spread(tmp_path, heatmaps):
     assert heatmaps[0]["title"] == \
         "Distilled student test accuracy (mean over seeds where a setting has several)"
     assert heatmaps[0]["values"] == {(0.1, 8.0): pytest.approx(0.97), (0.5, 4.0): 0.91}
+
+
+def test_runs_are_ranked_by_validation_not_test(tmp_path):
+    rows = show(*commit("main",
+                        experiment("test-best", alpha=0.2, student=0.95, validation=0.90),
+                        experiment("val-best", alpha=0.8, student=0.91, validation=0.93),
+                        student=0.92, validation=0.91))
+    assert list(distinct_runs(rows)["experiment"]) == ["val-best", "main", "test-best"]
+    header = report(rows, tmp_path).splitlines()[4]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[3:5] == ["student val acc", "distilled student acc"]
+
+
+def test_student_seeds_get_mean_spread_and_the_paired_test_per_seed(tmp_path, heatmaps):
+    rows = show(*commit("main",
+                        experiment("s1", student_seed=1, student=0.93, baseline=0.91,
+                                   validation=0.94, p=0.01),
+                        experiment("s2", student_seed=2, student=0.92, baseline=0.91,
+                                   validation=0.93, p=0.2),
+                        experiment("s3", student_seed=3, student=0.94, baseline=0.90,
+                                   validation=0.95, p=0.001),
+                        student=0.91, validation=0.92, student_seed=42, p=0.5, baseline=0.92))
+    text = report(rows, tmp_path)
+    seeds = text[text.index("## Across seeds"):]
+    line = next(li for li in seeds.splitlines() if "student.seed 1, 2, 3, 42" in li)
+    assert "0.9250 ± 0.0129" in line  # the student over four seeds
+    assert "3 of 4" in line  # beat the baseline
+    assert "2 of 4" in line  # significantly: p < 0.05 and ahead
+    assert "| 0.01, 0.2, 0.001, 0.5 |" in line  # in seed order
 
 
 def test_no_seed_table_or_mean_over_seeds_without_two_seeds(tmp_path, heatmaps):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import LABELS, ROOT, tiny_bert
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import BertTokenizer
 
 from pipeline import evaluation, inference, speed
@@ -24,6 +24,8 @@ TEST = Dataset.from_dict({
              "tell a joke", "what is a joke", "joke to my mom", "tell mom a joke"],
     "label": [0, 0, 0, 0, 1, 1, 1, 1],
 })
+# The evaluation reads validation too (accuracy to choose settings by, oos thresholds).
+SPLITS = DatasetDict(test=TEST, validation=TEST.select(range(6)))
 TEXT = get_task("text-classification")
 
 
@@ -59,7 +61,7 @@ def params():
 
 
 def test_macro_f1_is_the_mean_of_the_per_class_table(folders, params, tmp_path):
-    metrics, logits = evaluate_models(folders, TEST, LABELS, params)
+    metrics, logits = evaluate_models(folders, SPLITS, LABELS, params)
     assert not any((x.argmax(-1) == LABELS.index("transfer")).any() for x in logits.values())
     write_figures(tmp_path, np.asarray(TEST["label"]), logits, LABELS, metrics, params)
     with (tmp_path / "per_class_f1.csv").open() as f:
@@ -147,11 +149,32 @@ def test_quality_and_speed_run_in_the_serving_numerics(folders, params, monkeypa
         return model
 
     monkeypatch.setattr(evaluation, "load_classifier", load_and_watch)
-    metrics, _ = evaluate_models(folders, TEST, LABELS, params)
+    metrics, _ = evaluate_models(folders, SPLITS, LABELS, params)
     assert metrics["numerics"] == numerics
     cfg, rows = params.evaluate, len(TEST)
-    batches = -(-rows // cfg.batch_size) + cfg.latency_warmup + cfg.latency_runs \
-        + 1 + -(-rows // cfg.throughput_batch_size)
-    assert len(calls) == 3 * batches  # prediction, latency and throughput passes, all watched
+    batches = -(-rows // cfg.batch_size) + -(-len(SPLITS["validation"]) // cfg.batch_size) \
+        + cfg.latency_warmup + cfg.latency_runs + 1 + -(-rows // cfg.throughput_batch_size)
+    assert len(calls) == 3 * batches  # test, validation, latency and throughput, all watched
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[numerics]
     assert {d for _, d in calls} == {dtype}
+
+
+def test_threshold_from_validation_and_paired_test_on_test(folders, params):
+    metrics, logits = evaluate_models(folders, SPLITS, LABELS, params)
+    labels, oos_id = np.asarray(TEST["label"]), LABELS.index("oos")
+    validation = SPLITS["validation"]
+    for role, x in logits.items():
+        val = inference.predict_logits(
+            evaluation.load_classifier(folders[role], TEXT), tokenizer(), TEXT,
+            validation["text"], 4, params.data.max_length)
+        val_probs = evaluation.probabilities(val)
+        threshold = evaluation.oos.choose(np.asarray(validation["label"]), val_probs, oos_id)
+        assert metrics[role]["oos_threshold"] == threshold
+        assert metrics[role]["validation_accuracy"] == pytest.approx(
+            (val.argmax(-1) == np.asarray(validation["label"])).mean())
+        preds = evaluation.oos.apply(evaluation.probabilities(x), threshold, oos_id)
+        assert metrics[role]["thresholded"]["accuracy"] == pytest.approx((preds == labels).mean())
+    student, baseline = logits["student"].argmax(-1), logits["baseline"].argmax(-1)
+    paired = metrics["student_vs_baseline"]
+    assert paired["only_student_right"] == int(((student == labels) & (baseline != labels)).sum())
+    assert paired["only_baseline_right"] == int(((baseline == labels) & (student != labels)).sum())

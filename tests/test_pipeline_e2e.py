@@ -79,6 +79,15 @@ def test_metrics_have_expected_keys_in_range(repo):
         assert m["parameters"] > 0 and m["size_mb"] > 0
         assert metrics["speed"][role]["latency_ms_median"] > 0
     assert 0.0 <= metrics["student_vs_teacher"]["agreement"] <= 1.0
+    for role in ("teacher", "baseline", "student"):
+        m = metrics[role]
+        assert 0.0 <= m["validation_accuracy"] <= 1.0 and 0.0 <= m["oos_threshold"] < 1.0
+        assert set(m["thresholded"]) == {"accuracy", "macro_f1", "in_scope_accuracy",
+                                         "oos_recall", "oos_precision"}
+    paired = metrics["student_vs_baseline"]
+    assert 0.0 < paired["mcnemar_p"] <= 1.0 and paired["only_student_right"] >= 0
+    published = json.loads((repo / "models/student/config.json").read_text())
+    assert published["oos_threshold"] == metrics["student"]["oos_threshold"]
     assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
     shown = run(["dvc", "metrics", "show", "--json"], repo)
     assert "student.accuracy" in shown or '"accuracy"' in shown
@@ -108,7 +117,7 @@ def test_frozen_word_embeddings_stay_as_each_student_started(repo):
     assert weights["student"][key].equal(weights["teacher"][key])
     # ...the baseline from the teacher before fine-tuning, as the teacher stage built it.
     params = load_params(repo / "params.yaml")
-    set_seed(params.seed)
+    set_seed(params.student.seed)
     names = json.loads((repo / "data/prepared/labels.json").read_text())
     untrained = build_teacher(params.teacher, names).state_dict()
     assert weights["baseline"][key].equal(untrained[key])
@@ -151,12 +160,35 @@ def test_repro_again_does_nothing(repo):
     assert "Running stage" not in out
 
 
+def stages_run(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
 def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "ran"], repo)
     out = run(["dvc", "exp", "run", "-S", "alpha=0.3"], repo)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"distill", "evaluate", "card"}
+    assert stages_run(out) == {"distill", "evaluate", "card"}
+
+
+def test_exp_run_student_seed_repeats_the_students_with_the_teacher_fixed(repo):
+    out = run(["dvc", "exp", "run", "-S", "student.seed=7"], repo)
+    assert stages_run(out) == {"baseline", "distill", "evaluate", "card"}
+
+
+def test_distilled_student_from_the_teacher_before_fine_tuning(repo):
+    out = run(["dvc", "exp", "run", "-S", "student.from_teacher=pretrained"], repo)
+    assert stages_run(out) == {"distill", "evaluate", "card"}  # the baseline's do not change
+    from safetensors.torch import load_file
+
+    key = "bert.embeddings.word_embeddings.weight"
+    weights = {role: load_file(repo / "models/trained" / role / "model.safetensors")[key]
+               for role in ("teacher", "baseline", "student")}
+    # Frozen word embeddings show where each student started: both students from the teacher
+    # as it was before fine-tuning, built under the same student seed.
+    assert weights["student"].equal(weights["baseline"])
+    assert not weights["student"].equal(weights["teacher"])
+    assert "the teacher's, as before fine-tuning" in (repo / "models/student/README.md").read_text()
 
 
 def comparable_numbers(repo: Path) -> dict:
