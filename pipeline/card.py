@@ -34,6 +34,8 @@ class CardInputs:
     # role -> where its starting weights came from ({"hub_id", "revision"}, from the training
     # stage's report): the card's base_model.
     sources: dict[str, dict]
+    # Rows of the transfer set the student also learned from (0: none).
+    transfer_rows: int = 0
 
 
 def _commit() -> str | None:
@@ -139,6 +141,9 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         speed=metrics["speed"],
         ratios=metrics["student_vs_teacher"],
         paired=metrics["student_vs_baseline"],
+        features=p.features,
+        layer_map=p.layer_map(),
+        transfer_rows=inputs.transfer_rows,
         speedup=metrics["speed"]["student_speedup"],
         device=metrics["speed"]["device"],
         throughput_batch=p.evaluate.throughput_batch_size,

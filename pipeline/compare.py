@@ -236,6 +236,8 @@ def seed_summary(runs: pd.DataFrame) -> pd.DataFrame:
     (exact McNemar test on each seed's test predictions, p < 0.05). Runs of different commits
     are different settings."""
     seeded = _settings(runs).filter(lambda setting: _seed_count(setting) > 1)
+    if seeded.empty:
+        return pd.DataFrame()
     student, baseline = seeded[ACCURACY[STUDENT]], seeded[ACCURACY[BASELINE]]
     # In seed order, so that "p per seed" lists them as the seeds column does.
     seeded = seeded.assign(_gain=student - baseline, _won=student > baseline).sort_values(

@@ -101,10 +101,48 @@ class StudentConfig(_Section):
         return self
 
 
+class FeaturesConfig(_Section):
+    # A hidden-state term beside the soft targets (pipeline/distill.py): null for none.
+    loss: Literal["hidden_cosine", "hidden_mse"] | None
+    weight: float = Field(ge=0)
+    # Student layer k matches teacher layer layer_map[k]; [] for the teacher layers the student
+    # was copied from (student.layers).
+    layer_map: list[int]
+
+
+class AugmentConfig(_Section):
+    # Edited copies of each training query in the transfer set (pipeline/augment.py); 0: none.
+    copies: int = Field(ge=0)
+    word_dropout: float = Field(ge=0, lt=1)
+    mask: float = Field(ge=0, le=1)
+    swap: float = Field(ge=0, le=1)
+
+
+# DVC hashes this folder for the soft_targets stage: unlabelled text must live in it.
+TRANSFER_FOLDER = "data/transfer"
+
+
 class SoftTargetsConfig(_Section):
     # Batch size of the teacher's pass over the data; it decides the padding of each batch, so
     # it belongs to the soft targets, not to the evaluation.
     batch_size: int = Field(gt=0)
+    augment: AugmentConfig
+    # A text file of unlabelled in-domain queries, one per line, under data/transfer/.
+    unlabelled: str | None
+
+    @model_validator(mode="after")
+    def _check_unlabelled(self) -> SoftTargetsConfig:
+        if self.unlabelled is None:
+            return self
+        path = Path(self.unlabelled)
+        if Path(TRANSFER_FOLDER) not in path.parents or path.suffix != ".txt":
+            raise ValueError(
+                f"soft_targets.unlabelled '{self.unlabelled}' must be a .txt file (one query per "
+                f"line) under {TRANSFER_FOLDER}/, the folder DVC watches for the soft_targets stage"
+            )
+        if not path.is_file():
+            raise ValueError(f"soft_targets.unlabelled '{self.unlabelled}' does not exist")
+        return self
 
 
 class EvaluateConfig(_Section):
@@ -140,10 +178,15 @@ class Params(_Section):
     data: DataConfig
     teacher: TeacherConfig
     student: StudentConfig
+    features: FeaturesConfig
     soft_targets: SoftTargetsConfig
     evaluate: EvaluateConfig
     tracking: TrackingConfig
     card: CardConfig
+
+    def layer_map(self) -> list[int]:
+        """The teacher layer each student layer matches in a hidden-state term."""
+        return self.features.layer_map or self.student.layers
 
     def seed_of(self, role: str) -> int:
         """The training seed of a role: the teacher's is the top-level seed, the students'
@@ -168,6 +211,23 @@ class Params(_Section):
                 raise ValueError(f"student.init teacher_layers copies transformer layers, and a "
                                  f"'{self.teacher.model}' teacher has none; use student.init: "
                                  "config with student.model: mlp")
+        if self.features.loss and image:
+            raise ValueError(f"features.loss {self.features.loss} matches transformer hidden "
+                             "states; set it to null for task image-classification")
+        if (self.features.loss and not self.features.layer_map
+                and self.student.init != "teacher_layers"):
+            raise ValueError("features.layer_map [] means the layers the student was copied from, "
+                             "and student.init is not teacher_layers: list a teacher layer for "
+                             "each student layer")
+        if (self.features.layer_map and self.student.init == "teacher_layers"
+                and len(self.features.layer_map) != len(self.student.layers)):
+            raise ValueError(f"features.layer_map {self.features.layer_map} must name one teacher "
+                             f"layer for each of the student's {len(self.student.layers)} layers "
+                             f"(student.layers {self.student.layers})")
+        if image and (self.soft_targets.augment.copies or self.soft_targets.unlabelled):
+            raise ValueError("soft_targets.augment.copies and soft_targets.unlabelled make a "
+                             "transfer set of text; set them to 0 and null for "
+                             "task image-classification")
         if image and self.student.freeze_word_embeddings:
             raise ValueError("student.freeze_word_embeddings applies to text models; set it to "
                              "false for task image-classification")

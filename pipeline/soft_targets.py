@@ -1,17 +1,22 @@
-"""Teacher logits computed once per row, stored with the row id, joined back for distillation."""
+"""Teacher logits computed once per row, stored with the row id, joined back for distillation;
+and the transfer set: rows without a label that only the teacher's logits describe."""
 
 from __future__ import annotations
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets
 from transformers import PreTrainedModel
 
 from pipeline.inference import predict_logits
 from pipeline.tasks import ImageTask, Processor, TextTask
 
 SPLITS = ("train", "validation")
+# The unlabelled rows the teacher labels beside the training split (data/soft_targets/transfer).
+TRANSFER = "transfer"
 # The column of cached teacher logits, in data/soft_targets and in the distill stage's batches.
 TEACHER_LOGITS = "teacher_logits"
+# The label of a transfer row: the hard-label loss skips it (PyTorch's cross-entropy default).
+NO_LABEL = -100
 
 
 def compute(
@@ -31,6 +36,33 @@ def compute(
         )
         out[split] = Dataset.from_dict({"idx": ds[split]["idx"], TEACHER_LOGITS: logits.tolist()})
     return DatasetDict(out)
+
+
+def transfer_set(
+    teacher: PreTrainedModel,
+    processor: Processor,
+    task: TextTask,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+) -> Dataset:
+    """Columns text and teacher_logits for the transfer set's `texts`."""
+    logits = predict_logits(teacher, processor, task, texts, batch_size, max_length,
+                            desc=f"teacher {TRANSFER}")
+    return Dataset.from_dict({task.column: texts, TEACHER_LOGITS: logits.tolist()})
+
+
+def with_transfer(train: Dataset, transfer: Dataset) -> Dataset:
+    """The training split (with its teacher logits) followed by the transfer rows, which have
+    no label (NO_LABEL) and ids that no prepared row has (-1, -2, ...)."""
+    n = len(transfer)
+    rows = transfer.add_column("idx", list(range(-1, -n - 1, -1)))
+    rows = rows.add_column("label", [NO_LABEL] * n)
+    # The prepared label column is a ClassLabel, which cannot hold NO_LABEL: plain integers.
+    labels = train.features["label"]
+    if isinstance(labels, ClassLabel):
+        train = train.cast_column("label", rows.features["label"])
+    return concatenate_datasets([train, rows.cast(train.features)])
 
 
 def attach(ds: Dataset, soft: Dataset) -> Dataset:

@@ -4,6 +4,8 @@ README.md) and reports/model_card.md, rendered from measured figures only."""
 import json
 import shutil
 
+import datasets
+
 from pipeline import paths
 from pipeline.card import CardInputs, render, store_threshold
 from pipeline.config import load_params
@@ -11,6 +13,7 @@ from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_text
 from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES
+from pipeline.soft_targets import TRANSFER
 
 
 @stage_main
@@ -22,11 +25,14 @@ def main() -> None:
     published = [role for role, spec in ROLES.items() if spec.published]
     sources = {role: json.loads((paths.REPORTS / f"{role}.json").read_text())["model_source"]
                for role in published}
+    soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
+    transfer_rows = len(soft[TRANSFER]) if TRANSFER in soft else 0
     for role in published:
         stage = ROLES[role].stage
         history = json.loads((paths.LIVE / stage / "history.json").read_text())["epochs"]
         example = ds["test"][0]["text"] if params.task == "text-classification" else None
-        inputs = CardInputs(params, metrics, data, history, names, example, sources)
+        inputs = CardInputs(params, metrics, data, history, names, example, sources,
+                            transfer_rows)
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)

@@ -7,7 +7,7 @@ from transformers import set_seed
 
 from pipeline import paths, soft_targets
 from pipeline.config import load_params
-from pipeline.distill import DistillationTrainer
+from pipeline.distill import DistillationTrainer, check_layer_map
 from pipeline.errors import stage_main
 from pipeline.models import load_student, pretrained_teacher, student_source, trained_teacher
 from pipeline.prepared import load_prepared
@@ -23,16 +23,24 @@ def main() -> None:
     soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
+    if soft_targets.TRANSFER in soft:
+        ds["train"] = soft_targets.with_transfer(ds["train"], soft[soft_targets.TRANSFER])
     task = get_task(params.task)
-    layers_from = (partial(trained_teacher, paths.trained("teacher"), task)
-                   if params.student.from_teacher == "finetuned"
+    finetuned = partial(trained_teacher, paths.trained("teacher"), task)
+    layers_from = (finetuned if params.student.from_teacher == "finetuned"
                    else partial(pretrained_teacher, params, names, task, ds["train"]))
     model, processor = load_student(params.student, names, layers_from, task, ds["train"])
+    # A hidden-state term runs the fine-tuned teacher on every batch.
+    teacher = None
+    if params.features.loss:
+        teacher, teacher_processor = finetuned()
+        check_layer_map(model, teacher, processor, teacher_processor, params.layer_map())
     fit_and_save(
         "distill", "student", params, model, processor, ds, params.student.train,
         student_source(params),
         make_trainer=partial(DistillationTrainer, alpha=params.alpha,
-                             temperature=params.temperature),
+                             temperature=params.temperature, features=params.features,
+                             teacher=teacher, layer_map=params.layer_map()),
         carry=(soft_targets.TEACHER_LOGITS,),
     )
 

@@ -1,6 +1,9 @@
-"""Stage soft_targets: the teacher's logits for train and validation, once -> data/soft_targets."""
+"""Stage soft_targets: the teacher's logits for train and validation, once, and for the transfer
+set when params ask for one -> data/soft_targets."""
 
-from pipeline import paths, soft_targets
+from pathlib import Path
+
+from pipeline import augment, paths, soft_targets
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.models import load_classifier, load_saved_processor
@@ -12,13 +15,23 @@ from pipeline.tasks import get_task
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
+    cfg = params.soft_targets
     ds, _ = load_prepared(paths.PREPARED)
     teacher_dir = paths.trained("teacher")
     task = get_task(params.task)
-    soft = soft_targets.compute(
-        load_classifier(teacher_dir, task), load_saved_processor(teacher_dir), task, ds,
-        params.soft_targets.batch_size, params.data.max_length,
-    )
+    teacher, processor = load_classifier(teacher_dir, task), load_saved_processor(teacher_dir)
+    soft = soft_targets.compute(teacher, processor, task, ds, cfg.batch_size,
+                                params.data.max_length)
+    a, texts = cfg.augment, []
+    if a.copies:  # text only (params say so)
+        texts = augment.copies(ds["train"][task.column], a.copies, params.seed, a.word_dropout,
+                               a.mask, a.swap, processor.mask_token or processor.unk_token)
+    if cfg.unlabelled:
+        lines = Path(cfg.unlabelled).read_text(encoding="utf-8").splitlines()
+        texts += [line.strip() for line in lines if line.strip()]
+    if texts:
+        soft[soft_targets.TRANSFER] = soft_targets.transfer_set(
+            teacher, processor, task, texts, cfg.batch_size, params.data.max_length)
     with atomic_dir(paths.SOFT_TARGETS) as folder:
         soft.save_to_disk(str(folder))
 

@@ -62,6 +62,8 @@ def scratch_project(repo: Path, params: dict, env: dict[str, str] | None = None)
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo)
+    # The soft_targets stage watches the folder of unlabelled transfer-set text.
+    shutil.copytree(ROOT / "data" / "transfer", repo / "data" / "transfer", dirs_exist_ok=True)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
                 ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],

@@ -155,3 +155,15 @@ def test_the_oos_threshold_is_in_the_card_and_the_config(tmp_path):
     tiny_bert().save_pretrained(tmp_path)
     store_threshold(tmp_path, 0.4321)
     assert AutoConfig.from_pretrained(tmp_path).oos_threshold == 0.4321
+
+
+def test_the_card_names_a_hidden_state_term_and_the_transfer_set():
+    plain = card_for()
+    assert "Hidden-state term" not in plain and "Transfer set" not in plain
+    features = PARAMS.features.model_copy(update={"loss": "hidden_mse", "weight": 0.5})
+    params = PARAMS.model_copy(update={"features": features})
+    inputs = CardInputs(params, METRICS, DATA, HISTORY, NAMES, "hi", SOURCES, transfer_rows=2400)
+    card = str(render(inputs, "student"))
+    assert "plus **0.5 x hidden_mse**" in card and "the projection is not part of this model" in card
+    assert f"teacher layer {PARAMS.student.layers}[k]" in card
+    assert "soft targets also on 2,400 rows without labels" in card

@@ -293,6 +293,12 @@ def test_student_seeds_get_mean_spread_and_the_paired_test_per_seed(tmp_path, he
     assert "| 0.01, 0.2, 0.001, 0.5 |" in line  # in seed order
 
 
+def test_no_seed_table_when_no_setting_has_two_student_seeds(tmp_path, heatmaps):
+    rows = show(*commit("main", experiment("low", alpha=0.2, student_seed=1, student=0.88),
+                        student_seed=1, student=0.91))
+    assert "## Across seeds" not in report(rows, tmp_path)
+
+
 def test_no_seed_table_or_mean_over_seeds_without_two_seeds(tmp_path, heatmaps):
     # A rerun of the same setting with the same seed (equal but for its timings) is no seed.
     rows = show(*commit("main", experiment("shill-obit", latency=9.0),

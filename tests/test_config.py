@@ -44,6 +44,13 @@ def test_unknown_key_suggests_the_close_one():
     ("teacher.train.batch_size", "big", r"'teacher.train.batch_size' = 'big'"),
     ("student.freeze_word_embeddings", "yes please",
      r"'student.freeze_word_embeddings' = 'yes please'"),
+    ("student.from_teacher", "distilled",
+     r"'student.from_teacher' = 'distilled': Input should be 'finetuned' or 'pretrained'"),
+    ("soft_targets.augment.copies", -1, r"'soft_targets.augment.copies' = -1"),
+    ("soft_targets.unlabelled", "../queries.txt",
+     r"soft_targets.unlabelled '../queries.txt' must be a .txt file .* under data/transfer/"),
+    ("soft_targets.unlabelled", "data/transfer/missing.txt",
+     r"soft_targets.unlabelled 'data/transfer/missing.txt' does not exist"),
 ])
 def test_bad_values_name_key_and_value(path, value, message):
     with pytest.raises(UserError, match=message):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pipeline.distill import distillation_loss
+from pipeline.soft_targets import NO_LABEL
 
 STUDENT = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
 TEACHER = torch.tensor([[3.0, 0.0, -2.0], [-1.0, 2.0, 0.5]])
@@ -67,3 +68,22 @@ def test_t_squared_keeps_soft_gradient_scale():
 def test_identical_logits_give_zero_soft_loss():
     loss = distillation_loss(TEACHER, TEACHER, LABELS, alpha=0.0, temperature=2.0)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_transfer_rows_have_soft_targets_only():
+    # Row 1 is a transfer-set row: no label. CE is row 0's alone, KL the mean over both rows.
+    labels = torch.tensor([0, NO_LABEL])
+    ce = -math.log(softmax(STUDENT[0].tolist(), 1.0)[0])
+    loss = distillation_loss(STUDENT, TEACHER, labels, alpha=0.5, temperature=2.0)
+    assert loss.item() == pytest.approx(0.5 * ce + 0.5 * 4.0 * hand_kl(2.0), abs=1e-6)
+
+
+def test_a_batch_of_transfer_rows_only_is_soft_targets_only():
+    labels = torch.tensor([NO_LABEL, NO_LABEL])
+    loss = distillation_loss(STUDENT, TEACHER, labels, alpha=0.5, temperature=2.0)
+    assert loss.item() == pytest.approx(0.5 * 4.0 * hand_kl(2.0), abs=1e-6)
+
+
+def test_labelled_rows_give_bit_for_bit_the_plain_loss():
+    plain = torch.nn.functional.cross_entropy(STUDENT, LABELS)
+    assert distillation_loss(STUDENT, TEACHER, LABELS, alpha=1.0, temperature=2.0).equal(plain)

@@ -191,6 +191,22 @@ def test_distilled_student_from_the_teacher_before_fine_tuning(repo):
     assert "the teacher's, as before fine-tuning" in (repo / "models/student/README.md").read_text()
 
 
+def test_a_transfer_set_of_edited_copies_reaches_the_distilled_student_only(repo):
+    from datasets import load_from_disk
+
+    out = run(["dvc", "exp", "run", "-S", "soft_targets.augment.copies=2"], repo)
+    assert stages_run(out) == {"soft_targets", "distill", "evaluate", "card"}
+    soft = load_from_disk(str(repo / "data/soft_targets"))
+    train = soft["train"]["idx"]
+    transfer = soft["transfer"]
+    # Two edited copies of each training query, less those the edits left unchanged.
+    assert len(train) < len(transfer) <= 2 * len(train)
+    assert len(transfer["teacher_logits"][0]) == len(INTENTS)
+    history = json.loads((repo / "reports/live/distill/history.json").read_text())["epochs"]
+    batches = -(-(len(train) + len(transfer)) // 8)  # batch size 8: labelled and transfer rows
+    assert history[-1]["step"] == 2 * batches
+
+
 def comparable_numbers(repo: Path) -> dict:
     """metrics.json and the per-epoch histories, without the wall-clock timings."""
     numbers = json.loads((repo / "reports/metrics.json").read_text())
@@ -243,9 +259,11 @@ def test_distill_killed_midway_resumes_to_the_same_model(repo):
 def test_a_checkpoint_of_other_code_is_never_continued(repo):
     kill_distill_after_its_first_checkpoint(repo)
     loss_code = repo / "pipeline/distill.py"
-    loss_code.write_text(loss_code.read_text().replace(
-        "return alpha * hard + (1.0 - alpha) * t * t * soft",
-        "return alpha * hard + (1.0 - alpha) * t * soft  # changed: no T^2"))
+    changed = loss_code.read_text().replace(
+        'weights = {"hard": alpha, "soft": (1.0 - alpha) * temperature * temperature}',
+        'weights = {"hard": alpha, "soft": (1.0 - alpha) * temperature}  # changed: no T^2')
+    assert changed != loss_code.read_text()
+    loss_code.write_text(changed)
     out = run(["dvc", "repro"], repo)
     assert "Running stage 'distill'" in out
     assert "resuming from" not in out

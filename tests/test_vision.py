@@ -200,6 +200,7 @@ def changed(raw: dict, **changes) -> dict:
     ({"student__freeze_word_embeddings": True, "student__init": "pretrained",
       "student__model": "google/vit-base-patch16-224"},
      "student.freeze_word_embeddings applies to text models"),
+    ({"soft_targets__augment__copies": 2}, "make a transfer set of text"),
 ])
 def test_models_that_do_not_fit_the_task(changes, message):
     with pytest.raises(UserError, match=message):
