@@ -303,7 +303,7 @@ def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
         **{role: (ACCURACY[role], "mean") for role in ROLES},
         runs=(ACCURACY[STUDENT], "size"),
     )
-    means["seeds"] = _settings(runs).apply(_seed_count)
+    means["seeds"] = _settings(runs)[_seeds_in(runs)].apply(_seed_count)
     means = means.reset_index()
     # Settings that differ in more than alpha and T share a cell: it shows the best of them.
     cells = means.sort_values(STUDENT, ascending=False, kind="stable").drop_duplicates(GRID)
