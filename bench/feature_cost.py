@@ -74,7 +74,7 @@ def main() -> None:
             seconds[name] = trainer.train().metrics["train_runtime"]
     per_step = {k: v / args.steps for k, v in seconds.items()}
     full = ds["train"]
-    tokens = np.array([len(ids) for ids in tokenizer(full["text"], truncation=True,
+    tokens = np.array([len(ids) for ids in tokenizer(list(full["text"]), truncation=True,
                                                       max_length=params.data.max_length)["input_ids"]])
     hidden = teacher.config.hidden_size
     cache = tokens.sum() * hidden * len(layer_map)
