@@ -193,10 +193,13 @@ def _load_local(path: Path) -> DatasetDict:
             return datasets.load_from_disk(str(path))
         files = _split_files(path)
         if "train" not in files:
+            # A folder whose data is fetched by a command (data/mnist) says how in its README.
+            readme = path / "README.md"
+            hint = f" {readme} says how to get its data." if readme.exists() else ""
             raise UserError(
                 f"data.source folder {path} has no train file: expected train.csv / .jsonl / "
                 ".json / .parquet (the first three optionally .gz; and optionally validation.* "
-                "and test.*) or a save_to_disk folder."
+                f"and test.*) or a save_to_disk folder.{hint}"
             )
         return _load_files(files)
     if _file_format(path) not in _BUILDERS:
