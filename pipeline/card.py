@@ -12,7 +12,7 @@ from transformers import AutoConfig
 
 from pipeline.config import Params
 from pipeline.models import BUILTIN_CONFIGS
-from pipeline.registry import ROLES
+from pipeline.registry import ROLES, VARIANTS, served_name
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 # Report keys that go into the model-index, with their Hub metric types.
@@ -153,6 +153,9 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         commit=_commit(),
         repository=p.card.repository,
         roles=ROLES,
+        variants=VARIANTS,
+        served_name=served_name,
+        onnx_device=metrics["speed"].get("onnx_device"),
         base=inputs.sources[role],
         data_revision=inputs.data.get("source_revision"),
         fmt=lambda v, digits: "–" if v is None else f"{v:.{digits}f}",

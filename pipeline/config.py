@@ -149,8 +149,19 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(gt=0)
     latency_runs: int = Field(gt=0)
     latency_warmup: int = Field(ge=0)
+    latency_block: int = Field(gt=0)
     throughput_batch_size: int = Field(gt=0)
     ece_bins: int = Field(gt=0)
+
+
+class ExportConfig(_Section):
+    # The fp32 ONNX model's largest logit difference from PyTorch's, relative to the largest
+    # logit, that still counts as the same model.
+    logits_tolerance: float = Field(gt=0, lt=1)
+    # The validation accuracy (a fraction: 0.005 = half a point) int8 may lose against fp32.
+    int8_tolerance: float = Field(ge=0, le=1)
+    # full, or training: the word embeddings keep only the tokens of the training split.
+    vocabulary: Literal["full", "training"]
 
 
 class TrackingConfig(_Section):
@@ -181,6 +192,7 @@ class Params(_Section):
     features: FeaturesConfig
     soft_targets: SoftTargetsConfig
     evaluate: EvaluateConfig
+    export: ExportConfig
     tracking: TrackingConfig
     card: CardConfig
 
@@ -234,6 +246,9 @@ class Params(_Section):
         if self.student.init == "pretrained" and self.student.model in IMAGE_BUILTINS:
             raise ValueError(f"student.model '{self.student.model}' has no pretrained weights; "
                              "use student.init: config")
+        if image and self.export.vocabulary != "full":
+            raise ValueError("export.vocabulary training prunes a text model's word embeddings; "
+                             "set it to full for task image-classification")
         return self
 
 

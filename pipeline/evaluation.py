@@ -1,6 +1,6 @@
-"""Test-set quality, speed and size of the trained models, the student / teacher ratios, the
-paired test of distilled student against baseline, and out-of-scope thresholds chosen on the
-validation split."""
+"""Test-set quality, speed and size of the trained models and of their ONNX exports, the
+student / teacher ratios, the paired test of distilled student against baseline, and
+out-of-scope thresholds chosen on the validation split."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from datasets import DatasetDict
 
-from pipeline import inference, oos, plots, speed
+from pipeline import inference, onnx_export, oos, plots, speed
 from pipeline.config import Params
 from pipeline.metrics import (
     agreement,
@@ -22,63 +23,86 @@ from pipeline.metrics import (
     reliability_bins,
 )
 from pipeline.models import count_parameters, load_classifier, load_saved_processor
+from pipeline.registry import ROLES, VARIANTS, served_name
 from pipeline.significance import mcnemar
-from pipeline.tasks import get_task
+from pipeline.tasks import ImageTask, TextTask, get_task
 
 log = logging.getLogger(__name__)
 
 TOP_CONFUSIONS = 15
+# The variant a user ships: metrics.json compares the student in it with the PyTorch teacher.
+DEPLOYED = "onnx_int8"
+
+
+def _served(folders: dict[str, Path], exports: dict[str, Path], task: TextTask | ImageTask,
+            max_length: int) -> dict[str, tuple[inference.Served, Path, int]]:
+    """Every model to measure, by served name: (the model, its weights on disk, its parameter
+    count). The PyTorch roles, then each exported role in each ONNX variant, with the
+    processor saved beside the role's trained model."""
+    out = {}
+    for role, folder in folders.items():
+        model = load_classifier(folder, task)
+        out[role] = (inference.pytorch(model, load_saved_processor(folder), task, max_length),
+                     folder, count_parameters(model))
+    for role, folder in exports.items():
+        processor = load_saved_processor(folders[role])
+        for variant, spec in VARIANTS.items():
+            path = folder / spec.file
+            out[served_name(role, variant)] = (
+                onnx_export.served(path, processor, task, max_length), path, out[role][2])
+    return out
 
 
 def evaluate_models(
-    folders: dict[str, Path], ds: DatasetDict, names: list[str], params: Params
+    folders: dict[str, Path], ds: DatasetDict, names: list[str], params: Params,
+    exports: dict[str, Path] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics for each model folder (keyed by role) and each model's test logits.
+    """Metrics for each model folder (keyed by role) and for each exported role's ONNX files
+    (`exports`: role -> models/onnx/<role>; keyed `<role>_<variant>`), and each one's test
+    logits.
 
     Quality is on the test split; each model's validation accuracy beside it is what settings
     are chosen by. With an out-of-scope label, each model also gets the confidence threshold
     chosen on validation (pipeline.oos) and its test figures with it (`thresholded`).
 
     Timing figures live under the `speed` key only, so that the rest of the report is the same
-    on every run of the same inputs. `numerics` is the precision the models ran in, for the
-    quality figures and the timings alike (pipeline.inference.serving_numerics).
+    on every run of the same inputs. `numerics` is the precision the PyTorch models ran in, for
+    the quality figures and the timings alike (pipeline.inference.serving_numerics); the ONNX
+    models run on the CPU, in fp32 or int8 as their names say.
     """
     cfg, max_length, task = params.evaluate, params.data.max_length, get_task(params.task)
     test, validation = ds["test"], ds["validation"]
     inputs, labels = test[task.column], np.asarray(test["label"])
+    val_labels = np.asarray(validation["label"])
     oos_label = params.data.oos_label
     oos_id = names.index(oos_label) if oos_label in names else None
     metrics: dict = {}
     timings: dict = {"device": speed.device_name()}
     all_logits: dict[str, np.ndarray] = {}
-    loaded = {}
-    for role, folder in folders.items():
-        model, processor = load_classifier(folder, task), load_saved_processor(folder)
-        loaded[role] = (model, processor)
-        logits = inference.predict_logits(model, processor, task, inputs, cfg.batch_size,
-                                          max_length, desc=role)
-        val_probs = probabilities(inference.predict_logits(
-            model, processor, task, validation[task.column], cfg.batch_size, max_length,
-            desc=f"{role} (validation)"))
-        val_labels = np.asarray(validation["label"])
-        all_logits[role] = logits
-        metrics[role] = {
+    served = _served(folders, exports or {}, task, max_length)
+    for name, (model, path, parameters) in served.items():
+        logits = inference.logits(model, task, inputs, cfg.batch_size, desc=name)
+        val_probs = probabilities(inference.logits(model, task, validation[task.column],
+                                                   cfg.batch_size, desc=f"{name} (validation)"))
+        all_logits[name] = logits
+        metrics[name] = {
             **quality(labels, logits, names, oos_label, cfg.ece_bins),
             "validation_accuracy": float((val_probs.argmax(-1) == val_labels).mean()),
-            "parameters": count_parameters(model),
-            "size_mb": speed.size_on_disk_mb(folder),
+            "parameters": parameters,
+            "size_mb": speed.size_on_disk_mb(path),
         }
         if oos_id is not None:
             threshold = oos.choose(val_labels, val_probs, oos_id)
             preds = oos.apply(probabilities(logits), threshold, oos_id)
-            metrics[role]["oos_threshold"] = threshold
-            metrics[role]["thresholded"] = label_quality(labels, preds, names, oos_label)
-        log.info("%s: %s", role, metrics[role])
-    latency = speed.latency_ms(loaded, task, inputs, cfg.latency_runs, cfg.latency_warmup,
-                               max_length, params.seed)
-    throughput = speed.throughput(loaded, task, inputs, cfg.throughput_batch_size, max_length)
-    for role in loaded:
-        timings[role] = {**latency[role], "throughput_per_s": throughput[role]}
+            metrics[name]["oos_threshold"] = threshold
+            metrics[name]["thresholded"] = label_quality(labels, preds, names, oos_label)
+        log.info("%s: %s", name, metrics[name])
+    models = {name: model for name, (model, _, _) in served.items()}
+    latency = speed.latency_ms(models, inputs, cfg.latency_runs, cfg.latency_warmup,
+                               cfg.latency_block, params.seed)
+    throughput = speed.throughput(models, inputs, cfg.throughput_batch_size, cfg.latency_block)
+    for name in models:
+        timings[name] = {**latency[name], "throughput_per_s": throughput[name]}
     teacher, student = metrics["teacher"], metrics["student"]
     preds = {role: x.argmax(-1) for role, x in all_logits.items()}
     metrics["student_vs_teacher"] = {
@@ -92,6 +116,17 @@ def evaluate_models(
     timings["student_speedup"] = (
         timings["teacher"]["latency_ms_median"] / timings["student"]["latency_ms_median"]
     )
+    deployed = served_name("student", DEPLOYED)
+    if deployed in metrics:
+        # What shipping the int8 ONNX student in place of the PyTorch teacher gains and costs.
+        metrics["deployed_vs_teacher"] = {
+            "model": deployed,
+            "size_ratio": metrics[deployed]["size_mb"] / teacher["size_mb"],
+            "accuracy_change_vs_student": metrics[deployed]["accuracy"] - student["accuracy"],
+        }
+        timings["deployed_speedup"] = (
+            timings["teacher"]["latency_ms_median"] / timings[deployed]["latency_ms_median"])
+        timings["onnx_device"] = f"cpu ({torch.get_num_threads()} threads, ONNX Runtime)"
     metrics["numerics"] = inference.serving_numerics()
     metrics["speed"] = timings
     return metrics, all_logits
@@ -124,7 +159,9 @@ def write_figures(
     folder: Path, labels: np.ndarray, logits: dict[str, np.ndarray], names: list[str],
     metrics: dict, params: Params,
 ) -> None:
-    """Tables (csv) and figures (png) of the evaluation into `folder`."""
+    """Tables (csv) and figures (png) of the evaluation into `folder`: the PyTorch roles', and
+    every served model's in the accuracy-latency figure."""
+    everything, logits = logits, {role: x for role, x in logits.items() if role in ROLES}
     preds = {role: x.argmax(-1) for role, x in logits.items()}
     _write_csv(folder / "confusion_student.csv", [
         {"actual": names[a], "predicted": names[p]}
@@ -149,7 +186,7 @@ def write_figures(
     )
     speed = metrics["speed"]
     plots.accuracy_vs_latency(
-        {role: (speed[role]["latency_ms_median"], metrics[role]["accuracy"],
-                metrics[role]["size_mb"]) for role in logits},
+        {name: (speed[name]["latency_ms_median"], metrics[name]["accuracy"],
+                metrics[name]["size_mb"]) for name in everything},
         speed["device"], folder / "accuracy_vs_latency.png",
     )

@@ -4,13 +4,14 @@ the classifier is served with."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
+from transformers import BatchFeature, PreTrainedModel
 
 from pipeline.numerics import mixed_precision
 from pipeline.tasks import ImageTask, Processor, TextTask
@@ -42,7 +43,42 @@ def serving_autocast(dev: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(dev.type, dtype=_AUTOCAST_DTYPES[numerics])
 
 
-@torch.inference_mode()
+@dataclass(frozen=True)
+class Served:
+    """A model as it answers queries, whatever runs it (PyTorch here, ONNX Runtime in
+    pipeline.onnx_export): raw inputs -> its inputs, ready on its device; its inputs -> logits
+    as numpy. Quality and speed are measured through this one interface for every format."""
+
+    encode: Callable[[Sequence[Any]], Any]
+    forward: Callable[[Any], np.ndarray]
+
+
+def pytorch(model: PreTrainedModel, processor: Processor, task: TextTask | ImageTask,
+            max_length: int) -> Served:
+    """A PyTorch classifier on device(), in the serving numerics."""
+    dev = device()
+    model.to(dev).eval()
+
+    def forward(enc: BatchFeature) -> np.ndarray:
+        with torch.inference_mode(), serving_autocast(dev):
+            return model(**enc).logits.float().cpu().numpy()
+
+    return Served(encode=lambda inputs: task.batch(processor, list(inputs), max_length).to(dev),
+                  forward=forward)
+
+
+def logits(served: Served, task: TextTask | ImageTask, inputs: Sequence[Any], batch_size: int,
+           desc: str = "predict") -> np.ndarray:
+    """Logits in the order of `inputs`, batched in the order the task prefers (texts by
+    length, so that padding stays small)."""
+    order = task.order(inputs)
+    parts = [served.forward(served.encode([inputs[i] for i in order[start : start + batch_size]]))
+             for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch")]
+    out = np.empty_like(np.concatenate(parts))
+    out[order] = np.concatenate(parts)
+    return out
+
+
 def predict_logits(
     model: PreTrainedModel,
     processor: Processor,
@@ -52,15 +88,5 @@ def predict_logits(
     max_length: int,
     desc: str = "predict",
 ) -> np.ndarray:
-    """Logits in the order of `inputs`, batched in the order the task prefers (texts by
-    length, so that padding stays small)."""
-    dev = device()
-    model.to(dev).eval()
-    order = task.order(inputs)
-    out = np.empty((len(inputs), model.config.num_labels), dtype=np.float32)
-    with serving_autocast(dev):
-        for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch"):
-            rows = order[start : start + batch_size]
-            enc = task.batch(processor, [inputs[i] for i in rows], max_length).to(dev)
-            out[rows] = model(**enc).logits.float().cpu().numpy()
-    return out
+    """Logits of a PyTorch classifier in the order of `inputs`."""
+    return logits(pytorch(model, processor, task, max_length), task, inputs, batch_size, desc)

@@ -11,6 +11,7 @@ REPORTS = Path("reports")
 LIVE = REPORTS / "live"
 PLOTS = REPORTS / "plots"
 METRICS = REPORTS / "metrics.json"
+EXPORTS = REPORTS / "export"
 
 
 def trained(role: str) -> Path:
@@ -21,6 +22,11 @@ def trained(role: str) -> Path:
 def release(role: str) -> Path:
     """The folder the card stage writes for publishing: models/<role>, weights + card."""
     return RELEASE / role
+
+
+def onnx(role: str) -> Path:
+    """The folder the export stage writes: models/onnx/<role>, fp32 and int8 ONNX files."""
+    return RELEASE / "onnx" / role
 
 
 def checkpoints(stage: str) -> Path:

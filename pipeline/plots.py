@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from pipeline.registry import ROLES  # noqa: E402
+from pipeline.registry import ROLES, VARIANTS, parse_served  # noqa: E402
 
 
 def top_confusions(
@@ -112,23 +112,34 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
 
 def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: str,
                         path: Path) -> None:
-    """points: role -> (latency ms, accuracy, size MB)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    """points: served model (a role, or a role in an ONNX variant) -> (latency ms, accuracy,
+    size MB). As Tunstall et al. draw it: a role keeps its colour in every format, the format
+    is the marker."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     sizes = np.array([p[2] for p in points.values()])
     scale = 900 / max(sizes.max(), 1e-9)
-    for role, (latency, accuracy, size) in points.items():
-        ax.scatter(latency, accuracy, s=size * scale, color=ROLES[role].color, alpha=0.6)
-        ax.annotate(f"{role}: {accuracy:.3f}, {latency:.1f} ms, {size:.3g} MB", (latency, accuracy),
-                    fontsize=8, xytext=ROLES[role].label_offset, textcoords="offset points",
-                    color=ROLES[role].color)
+    for name, (latency, accuracy, size) in points.items():
+        role, variant = parse_served(name)
+        style = ROLES[role]
+        marker = VARIANTS[variant].marker if variant else "o"
+        # Variants of one role sit close together: their labels step down from the role's.
+        step = list(VARIANTS).index(variant) + 1 if variant else 0
+        dx, dy = style.label_offset
+        title = f"{style.title}, {VARIANTS[variant].title}" if variant else style.title
+        ax.scatter(latency, accuracy, s=size * scale, color=style.color, marker=marker, alpha=0.5)
+        ax.annotate(f"{title}: {accuracy:.3f}, {latency:.2g} ms, {size:.3g} MB",
+                    (latency, accuracy), fontsize=7, xytext=(dx, dy - 11 * step),
+                    textcoords="offset points", color=style.color)
     lats = [p[0] for p in points.values()]
     accs = [p[1] for p in points.values()]
-    ax.set_xlim(0, max(lats) * 1.9)
+    ax.set_xlim(0, max(lats) * 2.2)
     pad = max(0.02, (max(accs) - min(accs)) * 0.5)
     ax.set_ylim(max(0, min(accs) - pad), min(1.0, max(accs) + pad))
     ax.set_xlabel(f"batch-1 latency, median (ms) on {device}")
     ax.set_ylabel("test accuracy")
-    ax.set_title("Accuracy vs latency (marker area = size on disk)")
+    ax.set_title("Accuracy vs latency (marker area = size on disk; o PyTorch, "
+                 + ", ".join(f"{v.marker} {v.title}" for v in VARIANTS.values()) + ")",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

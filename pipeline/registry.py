@@ -29,6 +29,37 @@ ROLES: dict[str, Role] = {
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A format the published roles are also served in: a file of models/onnx/<role>, written
+    by the export stage and measured by evaluate as `<role>_<variant>`."""
+
+    file: str
+    title: str  # how tables and figures name it, after the role's title
+    marker: str  # its matplotlib marker (the role's colour stays)
+
+
+# Smallest change first: the same weights in ONNX, then int8 weights. The file names are those
+# transformers.js and the Hub's ONNX folders use (onnx/model.onnx, onnx/model_quantized.onnx).
+VARIANTS: dict[str, Variant] = {
+    "onnx_fp32": Variant("model.onnx", "ONNX fp32", "s"),
+    "onnx_int8": Variant("model_quantized.onnx", "ONNX int8", "D"),
+}
+
+
+def served_name(role: str, variant: str | None) -> str:
+    """The key of a role in a variant (metrics.json, figures): student_onnx_int8."""
+    return f"{role}_{variant}" if variant else role
+
+
+def parse_served(name: str) -> tuple[str, str | None]:
+    """served_name's inverse: (role, variant or None)."""
+    for variant in VARIANTS:
+        if name.endswith(f"_{variant}") and name[: -len(variant) - 1] in ROLES:
+            return name[: -len(variant) - 1], variant
+    return name, None
+
+
+@dataclass(frozen=True)
 class TextAlias:
     """A text model shipped offline inside a PyPI package (teacher.model / student.model)."""
 

@@ -1,5 +1,6 @@
-"""Stage card: the publishable folders models/student and models/teacher (weights + model card,
-README.md) and reports/model_card.md, rendered from measured figures only."""
+"""Stage card: the publishable folders models/student and models/teacher (weights, their ONNX
+exports under onnx/, model card README.md) and reports/model_card.md, rendered from measured
+figures only."""
 
 import json
 import shutil
@@ -36,6 +37,8 @@ def main() -> None:
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)
+            # Where the Hub's ONNX folders and transformers.js look for them.
+            shutil.copytree(paths.onnx(role), folder / "onnx")
             if "oos_threshold" in metrics[role]:
                 store_threshold(folder, metrics[role]["oos_threshold"])
             (folder / "README.md").write_text(card)

@@ -1,4 +1,5 @@
-"""Stage evaluate: test-set quality, speed and size of teacher, baseline and student."""
+"""Stage evaluate: test-set quality, speed and size of teacher, baseline and student, and of the
+teacher's and student's ONNX exports."""
 
 import mlflow
 import numpy as np
@@ -19,8 +20,9 @@ def main() -> None:
     ds, names = load_prepared(paths.PREPARED)
     test = ds["test"]
     folders = {role: paths.trained(role) for role in ROLES}
+    exports = {role: paths.onnx(role) for role, spec in ROLES.items() if spec.published}
     with stage_run("evaluate", params):
-        metrics, logits = evaluate_models(folders, ds, names, params)
+        metrics, logits = evaluate_models(folders, ds, names, params, exports)
         with atomic_dir(paths.PLOTS) as folder:
             write_figures(folder, np.asarray(test["label"]), logits, names, metrics, params)
         write_json(paths.METRICS, metrics)

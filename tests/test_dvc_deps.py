@@ -12,11 +12,13 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def script(stage: dict) -> str:
-    return stage["cmd"].split()[-1].replace(".", "/") + ".py"
+    words = stage["cmd"].split()
+    return words[words.index("-m") + 1].replace(".", "/") + ".py"
 
 
 def test_every_stage_lists_exactly_the_code_it_imports():
     for name, stage in DVC.items():
+        stage = stage.get("do", stage)  # a foreach stage's body
         listed = {d for d in stage["deps"] if d.endswith(".py")}
         imported = {str(p) for p in stage_sources(script(stage), ROOT)}
         assert listed == imported, (

@@ -56,7 +56,7 @@ def folders(tmp_path_factory):
 def params():
     params = load_params(ROOT / "params.yaml")
     small = params.evaluate.model_copy(update=dict(
-        batch_size=3, latency_runs=4, latency_warmup=1, throughput_batch_size=3))
+        batch_size=3, latency_runs=4, latency_warmup=1, latency_block=2, throughput_batch_size=3))
     return params.model_copy(update={"evaluate": small})
 
 
@@ -91,40 +91,41 @@ class RecordingTask:
         return TEXT.batch(processor, inputs, max_length)
 
 
-def two_models() -> dict:
-    return {"teacher": (never_transfer(0, 2), tokenizer()),
-            "student": (never_transfer(1, 1), tokenizer())}
+def two_models(tasks: dict[str, RecordingTask], calls: list) -> dict[str, inference.Served]:
+    models = {"teacher": never_transfer(0, 2), "student": never_transfer(1, 1)}
+    forwards(models, calls)
+    return {role: inference.pytorch(m, tokenizer(), tasks[role], 16) for role, m in models.items()}
 
 
-def test_latency_times_a_seeded_random_sample_taking_turns():
+def test_latency_times_a_seeded_random_sample_in_blocks_of_turns():
     queries = [f"{w} {i}" for i, w in enumerate(WORDS * 5)]
-    models, calls = two_models(), []
-    forwards({role: m for role, (m, _) in models.items()}, calls)
-    task = RecordingTask()
-    out = speed.latency_ms(models, task, queries, runs=6, warmup=2, max_length=16, seed=7)
+    tasks, calls = {"teacher": RecordingTask(), "student": RecordingTask()}, []
+    out = speed.latency_ms(two_models(tasks, calls), queries, runs=6, warmup=2, block=2, seed=7)
     assert set(out) == {"teacher", "student"}
     assert all(0 < v["latency_ms_median"] <= v["latency_ms_p95"] for v in out.values())
     timed = [role for role, _ in calls[2 * 2:]]  # after each model's 2 warm-up queries
-    assert timed == ["teacher", "student"] * 6
-    sample = [b[0] for b in task.batches]
-    assert sample[:6] == sample[6:]  # the same queries for both models
-    assert sample[:6] != queries[:6]
-    again = RecordingTask()
-    speed.latency_ms(models, again, queries, runs=6, warmup=2, max_length=16, seed=7)
-    assert [b[0] for b in again.batches] == sample
+    # Turns of one untimed and two timed queries each.
+    assert timed == (["teacher"] * 3 + ["student"] * 3) * 3
+    sample = [b[0] for b in tasks["teacher"].batches]
+    assert sample == [b[0] for b in tasks["student"].batches]  # the same queries for both
+    assert sample != queries[:6]
+    again = {"teacher": RecordingTask(), "student": RecordingTask()}
+    speed.latency_ms(two_models(again, []), queries, runs=6, warmup=2, block=2, seed=7)
+    assert [b[0] for b in again["teacher"].batches] == sample
 
 
-def test_throughput_takes_turns_batch_by_batch_on_the_same_batches():
+def test_throughput_takes_turns_in_blocks_on_the_same_batches():
     queries = [f"{w} {i}" for i, w in enumerate(WORDS * 2)]  # 22: 4 batches of 6, the last short
-    models, calls = two_models(), []
-    forwards({role: m for role, (m, _) in models.items()}, calls)
-    task = RecordingTask()
-    out = speed.throughput(models, task, queries, batch_size=6, max_length=16)
+    tasks, calls = {"teacher": RecordingTask(), "student": RecordingTask()}, []
+    out = speed.throughput(two_models(tasks, calls), queries, batch_size=6, block=2)
     assert set(out) == {"teacher", "student"} and all(v > 0 for v in out.values())
-    assert [role for role, _ in calls] == ["teacher", "student"] * 5  # a warm-up, then 4 batches
-    timed = task.batches[2:]
-    assert timed[0::2] == timed[1::2]
-    assert sum(len(b) for b in timed[0::2]) == len(queries)
+    # A warm-up each, then turns of one untimed and two timed batches.
+    assert [role for role, _ in calls] == ["teacher", "student"] + (
+        ["teacher"] * 3 + ["student"] * 3) * 2
+    batches = tasks["teacher"].batches
+    assert batches == tasks["student"].batches
+    timed = [b for i, b in enumerate(batches[1:]) if i % 3]
+    assert sum(timed, []) == queries
 
 
 def test_serving_numerics_is_fp32_on_the_cpu(monkeypatch):
@@ -152,8 +153,11 @@ def test_quality_and_speed_run_in_the_serving_numerics(folders, params, monkeypa
     metrics, _ = evaluate_models(folders, SPLITS, LABELS, params)
     assert metrics["numerics"] == numerics
     cfg, rows = params.evaluate, len(TEST)
+    throughput_batches = -(-rows // cfg.throughput_batch_size)
+    # Each block of timed queries or batches starts with an untimed one.
     batches = -(-rows // cfg.batch_size) + -(-len(SPLITS["validation"]) // cfg.batch_size) \
-        + cfg.latency_warmup + cfg.latency_runs + 1 + -(-rows // cfg.throughput_batch_size)
+        + cfg.latency_warmup + cfg.latency_runs + -(-cfg.latency_runs // cfg.latency_block) \
+        + 1 + throughput_batches + -(-throughput_batches // cfg.latency_block)
     assert len(calls) == 3 * batches  # test, validation, latency and throughput, all watched
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[numerics]
     assert {d for _, d in calls} == {dtype}
@@ -178,3 +182,40 @@ def test_threshold_from_validation_and_paired_test_on_test(folders, params):
     paired = metrics["student_vs_baseline"]
     assert paired["only_student_right"] == int(((student == labels) & (baseline != labels)).sum())
     assert paired["only_baseline_right"] == int(((baseline == labels) & (student != labels)).sum())
+
+
+@pytest.fixture(scope="module")
+def exports(folders, tmp_path_factory):
+    from pipeline import onnx_export
+
+    root = tmp_path_factory.mktemp("onnx")
+    validation = SPLITS["validation"]
+    for role in ("teacher", "student"):
+        (root / role).mkdir()
+        onnx_export.export(
+            evaluation.load_classifier(folders[role], TEXT), tokenizer(), TEXT,
+            validation["text"], np.asarray(validation["label"]), root / role, max_length=16,
+            batch_size=4, logits_tolerance=1e-4, int8_tolerance=1.0, name=role)
+    return {role: root / role for role in ("teacher", "student")}
+
+
+def test_onnx_exports_are_measured_beside_the_pytorch_models(folders, exports, params, tmp_path):
+    metrics, logits = evaluate_models(folders, SPLITS, LABELS, params, exports)
+    served = ["teacher_onnx_fp32", "teacher_onnx_int8", "student_onnx_fp32", "student_onnx_int8"]
+    assert set(served) <= set(metrics) and set(served) <= set(metrics["speed"])
+    for role in ("teacher", "student"):
+        # fp32 ONNX is the PyTorch model: the same predictions, the same parameters.
+        np.testing.assert_allclose(logits[f"{role}_onnx_fp32"], logits[role], atol=1e-4)
+        assert metrics[f"{role}_onnx_fp32"]["accuracy"] == metrics[role]["accuracy"]
+        assert metrics[f"{role}_onnx_int8"]["parameters"] == metrics[role]["parameters"]
+        int8 = exports[role] / "model_quantized.onnx"
+        assert metrics[f"{role}_onnx_int8"]["size_mb"] == int8.stat().st_size / 2**20
+    deployed = metrics["deployed_vs_teacher"]
+    assert deployed["model"] == "student_onnx_int8"
+    assert deployed["size_ratio"] == pytest.approx(
+        metrics["student_onnx_int8"]["size_mb"] / metrics["teacher"]["size_mb"])
+    assert metrics["speed"]["deployed_speedup"] > 0
+    write_figures(tmp_path, np.asarray(TEST["label"]), logits, LABELS, metrics, params)
+    assert (tmp_path / "accuracy_vs_latency.png").stat().st_size > 0
+    with (tmp_path / "per_class_f1.csv").open() as f:  # the PyTorch roles only
+        assert set(next(csv.DictReader(f))) == {"label", "teacher_f1", "baseline_f1", "student_f1"}

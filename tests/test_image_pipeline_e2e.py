@@ -3,6 +3,8 @@ MLP student) with few epochs, in a scratch git + DVC repo."""
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -72,3 +74,18 @@ def test_experiments_compare_for_images(repo):
     assert "oos recall" not in table and "in-scope acc" not in table
     assert (repo / "reports/local/compare.png").stat().st_size > 10_000
     assert not (repo / "reports/compare.md").exists()
+
+
+def test_the_card_s_onnx_snippet_classifies_an_image(repo, tmp_path):
+    folder = repo / "models/student"
+    card = (folder / "README.md").read_text()
+    snippet = re.search(r"```python\n(import onnxruntime.*?)```", card, re.S).group(1)
+    from PIL import Image
+
+    Image.new("L", (8, 8), 0).save(tmp_path / "digit.png")
+    snippet = snippet.replace("path/to/this/folder", str(folder)).replace(
+        '"digit.png"', repr(str(tmp_path / "digit.png")))
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() in [str(d) for d in range(10)]

@@ -62,10 +62,12 @@ def repo(tmp_path_factory):
 def test_every_declared_output_exists(repo):
     dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []):
-                path = entry if isinstance(entry, str) else next(iter(entry))
-                assert (repo / path).exists(), f"{name}: {path} missing"
+        for item in stage.get("foreach", [None]):
+            for kind in ("outs", "metrics", "plots"):
+                for entry in stage.get("do", stage).get(kind, []):
+                    path = entry if isinstance(entry, str) else next(iter(entry))
+                    path = path.replace("${item}", str(item))
+                    assert (repo / path).exists(), f"{name}: {path} missing"
     for role in ("teacher", "baseline", "student"):
         assert (repo / "models/trained" / role / "model.safetensors").exists()
 
@@ -128,6 +130,29 @@ def test_frozen_word_embeddings_stay_as_each_student_started(repo):
         repo / "models/student/README.md").read_text()
 
 
+def test_the_onnx_exports_are_checked_measured_and_published(repo):
+    import numpy as np
+    import onnxruntime as ort
+    from transformers import AutoConfig, AutoTokenizer
+
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for role in ("teacher", "student"):
+        report = json.loads((repo / f"reports/export/{role}.json").read_text())
+        assert report["logit_difference"] <= 1e-4
+        assert report["fp32_validation_accuracy"] == metrics[role]["validation_accuracy"]
+        assert report["int8_validation_accuracy"] == metrics[f"{role}_onnx_int8"]["validation_accuracy"]
+        assert metrics[f"{role}_onnx_fp32"]["accuracy"] == metrics[role]["accuracy"]
+    # The card's snippet, as a user runs it on the published folder.
+    folder = repo / "models/student"
+    session = ort.InferenceSession(str(folder / "onnx/model_quantized.onnx"))
+    enc = AutoTokenizer.from_pretrained(folder)(["whats my balance"], return_tensors="np")
+    logits = session.run(["logits"], {i.name: enc[i.name] for i in session.get_inputs()})[0]
+    assert AutoConfig.from_pretrained(folder).id2label[int(np.argmax(logits[0]))] in INTENTS
+    card = (folder / "README.md").read_text()
+    assert "| distilled student, ONNX int8 |" in card and "onnx/model_quantized.onnx" in card
+    assert (repo / "models/teacher/onnx/model.onnx").exists()
+
+
 def test_hub_token_reaches_no_output(repo):
     written = [repo / "mlflow.db", repo / "dvc.lock", *(repo / "reports").rglob("*"),
                *(repo / "models").rglob("*")]
@@ -168,17 +193,17 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "ran"], repo)
     out = run(["dvc", "exp", "run", "-S", "alpha=0.3"], repo)
-    assert stages_run(out) == {"distill", "evaluate", "card"}
+    assert stages_run(out) == {"distill", "export@student", "evaluate", "card"}
 
 
 def test_exp_run_student_seed_repeats_the_students_with_the_teacher_fixed(repo):
     out = run(["dvc", "exp", "run", "-S", "student.seed=7"], repo)
-    assert stages_run(out) == {"baseline", "distill", "evaluate", "card"}
+    assert stages_run(out) == {"baseline", "distill", "export@student", "evaluate", "card"}
 
 
 def test_distilled_student_from_the_teacher_before_fine_tuning(repo):
     out = run(["dvc", "exp", "run", "-S", "student.from_teacher=pretrained"], repo)
-    assert stages_run(out) == {"distill", "evaluate", "card"}  # the baseline's do not change
+    assert stages_run(out) == {"distill", "export@student", "evaluate", "card"}  # the baseline's do not change
     from safetensors.torch import load_file
 
     key = "bert.embeddings.word_embeddings.weight"
@@ -195,7 +220,7 @@ def test_a_transfer_set_of_edited_copies_reaches_the_distilled_student_only(repo
     from datasets import load_from_disk
 
     out = run(["dvc", "exp", "run", "-S", "soft_targets.augment.copies=2"], repo)
-    assert stages_run(out) == {"soft_targets", "distill", "evaluate", "card"}
+    assert stages_run(out) == {"soft_targets", "distill", "export@student", "evaluate", "card"}
     soft = load_from_disk(str(repo / "data/soft_targets"))
     train = soft["train"]["idx"]
     transfer = soft["transfer"]

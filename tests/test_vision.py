@@ -207,7 +207,7 @@ def test_models_that_do_not_fit_the_task(changes, message):
         parse_params(changed(IMAGE_PARAMS, **changes))
 
 
-@pytest.mark.parametrize("name", ["digits.yaml", "mnist-hinton.yaml"])
+@pytest.mark.parametrize("name", ["digits.yaml", "mnist-hinton.yaml", "mnist-cnn.yaml"])
 def test_shipped_image_params_are_valid(name):
     params = load_params(ROOT / "configs" / name)
     assert params.task == "image-classification" and params.student.model == "mlp"

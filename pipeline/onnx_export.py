@@ -1,0 +1,276 @@
+"""A trained classifier as ONNX: fp32 with dynamic batch (and sequence) axes, and int8 by ONNX
+Runtime's dynamic quantization. Both are checked before anything is written: fp32 against the
+PyTorch model's logits, int8 against fp32's validation accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from torch import nn
+from transformers import BatchFeature, PreTrainedModel
+
+from pipeline.errors import UserError
+from pipeline.inference import Served, logits
+from pipeline.registry import VARIANTS
+from pipeline.tasks import ImageTask, Processor, TextTask
+
+log = logging.getLogger(__name__)
+
+FP32, INT8 = VARIANTS["onnx_fp32"].file, VARIANTS["onnx_int8"].file
+OUTPUT = "logits"
+# The ops dynamic quantization turns to int8 when told nothing: MatMul (every dense layer) and
+# Gather (the embedding tables, most of a small BERT's bytes).
+_ALL_OPS = ["MatMul", "Gather"]
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One way to quantize, from plain to the most conservative (ONNX Runtime's documented
+    remedies for accuracy lost to quantization)."""
+
+    name: str
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: list[str] = field(default_factory=lambda: list(_ALL_OPS))
+    keep_classifier: bool = False  # the last dense layer, which writes the logits, stays fp32
+
+
+REMEDIES = (
+    Remedy("plain"),
+    Remedy("per_channel", per_channel=True),
+    Remedy("per_channel_reduce_range", per_channel=True, reduce_range=True),
+    Remedy("fp32_classifier", per_channel=True, keep_classifier=True),
+    Remedy("fp32_embeddings", per_channel=True, keep_classifier=True, op_types=["MatMul"]),
+)
+
+
+class _Logits(nn.Module):
+    """What is exported: the model with its inputs as positional tensors, in `names` order, and
+    the logits as its one output (the form torch.export maps dynamic shapes onto); with `keep`,
+    a vocabulary pruned to those token ids (see prune_vocabulary)."""
+
+    def __init__(self, model: PreTrainedModel, names: list[str],
+                 keep: np.ndarray | None = None, unknown: int | None = None) -> None:
+        super().__init__()
+        self.names = names
+        remap = None
+        if keep is not None:
+            model, remap = prune_vocabulary(model, keep, unknown)
+        self.model = model
+        self.register_buffer("remap", remap)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.names, tensors, strict=True))
+        if self.remap is not None:
+            inputs["input_ids"] = self.remap[inputs["input_ids"]]
+        return self.model(**inputs).logits
+
+
+def used_vocabulary(processor: Processor, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """The token ids the tokenizer gives `texts`, and its special tokens, sorted."""
+    ids = processor(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return np.unique(np.concatenate([np.concatenate(ids), processor.all_special_ids]))
+
+
+def unknown_rate(processor: Processor, texts: Sequence[str], max_length: int,
+                 keep: np.ndarray) -> float:
+    """The share of the tokens of `texts` that a vocabulary of `keep` lacks (they become the
+    unknown token)."""
+    ids = np.concatenate(processor(list(texts), truncation=True, max_length=max_length)["input_ids"])
+    return float(1 - np.isin(ids, keep).mean())
+
+
+def prune_vocabulary(model: PreTrainedModel, keep: np.ndarray,
+                     unknown: int) -> tuple[PreTrainedModel, torch.Tensor]:
+    """A copy of `model` whose word embeddings hold the rows `keep` only, and the table that
+    maps a tokenizer id to its row there (an id not kept maps to the row of `unknown`, the
+    tokenizer's unknown token, which `keep` holds).
+
+    The tokenizer stays as it is: ids are remapped inside the model, at the cost of a table of
+    one int64 per vocabulary entry.
+    """
+    pruned = copy.deepcopy(model)
+    table = pruned.get_input_embeddings()
+    rows = torch.as_tensor(keep, dtype=torch.long)
+    remap = torch.full((table.num_embeddings,), int(np.searchsorted(keep, unknown)),
+                       dtype=torch.long)
+    remap[rows] = torch.arange(len(keep))
+    smaller = nn.Embedding(len(keep), table.embedding_dim)
+    smaller.weight.data = table.weight.data[rows].clone()
+    pruned.set_input_embeddings(smaller)
+    return pruned, remap
+
+
+def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session; `threads` intra-op threads (None: ONNX Runtime's choice)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # warnings about unused initializers are not for users
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _feed(sess: ort.InferenceSession, enc: BatchFeature | dict) -> dict[str, np.ndarray]:
+    """The inputs the graph takes, from a processor's output, as numpy."""
+    return {i.name: enc[i.name].numpy() if torch.is_tensor(enc[i.name]) else np.asarray(enc[i.name])
+            for i in sess.get_inputs()}
+
+
+def run(sess: ort.InferenceSession, enc: BatchFeature | dict) -> np.ndarray:
+    """Logits for a processor's output."""
+    return sess.run([OUTPUT], _feed(sess, enc))[0]
+
+
+def served(path: str | Path, processor: Processor, task: TextTask | ImageTask,
+           max_length: int) -> Served:
+    """An ONNX file as pipeline.inference serves models: on the CPU, with as many intra-op
+    threads as PyTorch uses, so that the two are timed on equal terms. Inputs are converted to
+    numpy when encoded, so that timing covers the run alone, as it does for PyTorch."""
+    sess = session(path, threads=torch.get_num_threads())
+    return Served(encode=lambda inputs: _feed(sess, task.batch(processor, inputs, max_length)),
+                  forward=lambda feed: sess.run([OUTPUT], feed)[0])
+
+
+def export_fp32(module: _Logits, example: BatchFeature, path: Path,
+                task: TextTask | ImageTask) -> None:
+    """Write `module` as one ONNX file; batch (and, for text, sequence) axes dynamic.
+
+    `example`: a processor's output of at least two rows (and two tokens), so that the exporter
+    does not specialise an axis to size 1.
+    """
+    batch = torch.export.Dim("batch")
+    axes = ({0: batch, 1: torch.export.Dim("sequence")} if isinstance(task, TextTask)
+            else {0: batch})
+    # The exporter's notes on its own internals (warnings, INFO logs) are not for users.
+    with warnings.catch_warnings(), torch.inference_mode(False), _quiet():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, tuple(example[n].cpu() for n in module.names), dynamo=True,
+            dynamic_shapes=(tuple(axes for _ in module.names),), input_names=module.names,
+            output_names=[OUTPUT], external_data=False, verbose=False,
+        )
+    program.save(str(path))
+
+
+def _classifier_nodes(model: onnx.ModelProto) -> list[str]:
+    """The last dense layer: the last MatMul / Gemm in the (topologically sorted) graph."""
+    dense = [n.name for n in model.graph.node if n.op_type in {"MatMul", "Gemm"}]
+    return dense[-1:]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def quantize_int8(fp32: Path, out: Path, remedy: Remedy) -> None:
+    """Dynamic int8 quantization of the fp32 file, as `remedy` says."""
+    model = onnx.load(str(fp32))
+    # The exporter annotates intermediate values with shapes that ONNX's shape inference, which
+    # the quantizer runs, contradicts; ONNX Runtime infers them again when it loads the model.
+    del model.graph.value_info[:]
+    exclude = _classifier_nodes(model) if remedy.keep_classifier else []
+    out = out.resolve()
+    # The quantizer writes scratch files into the working directory: give it its own. It logs
+    # every tensor it skips on the root logger: not for users.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), _quiet():
+        onnx.save(model, "fp32.onnx")
+        quantize_dynamic("fp32.onnx", "int8.onnx", weight_type=QuantType.QInt8,
+                         per_channel=remedy.per_channel, reduce_range=remedy.reduce_range,
+                         op_types_to_quantize=remedy.op_types, nodes_to_exclude=exclude)
+        Path("int8.onnx").replace(out)
+
+
+def shapes_checked(inputs: Sequence[Any], task: TextTask | ImageTask) -> list[list[Any]]:
+    """Batches of 1, 3 and 16 real inputs: for text, the shortest, middling and longest ones,
+    so that the sequence axis takes several sizes too."""
+    order = task.order(inputs)
+    n = len(order)
+    picks = [order[:1], order[n // 2 : n // 2 + 3], order[max(n - 16, 0):]]
+    return [[inputs[int(i)] for i in rows] for rows in picks]
+
+
+@torch.inference_mode()
+def logit_difference(module: _Logits, sess: ort.InferenceSession, processor: Processor,
+                     task: TextTask | ImageTask, inputs: Sequence[Any], max_length: int) -> float:
+    """The largest difference between PyTorch's and ONNX Runtime's fp32 logits, relative to the
+    largest logit (or to 1, if that is smaller): float rounding grows with the logits' scale."""
+    worst = 0.0
+    for batch in shapes_checked(inputs, task):
+        enc = task.batch(processor, batch, max_length)
+        reference = module(*(enc[n] for n in module.names)).numpy()
+        scale = max(1.0, float(np.abs(reference).max()))
+        worst = max(worst, float(np.abs(run(sess, enc) - reference).max()) / scale)
+    return worst
+
+
+@dataclass
+class Export:
+    """What an export measured (the stage writes it to reports/export/<role>.json)."""
+
+    logit_difference: float  # relative, as logit_difference measures it
+    fp32_validation_accuracy: float
+    int8_validation_accuracy: float
+    remedy: str
+    tried: dict[str, float]  # remedy -> its int8 validation accuracy
+
+
+def export(model: PreTrainedModel, processor: Processor, task: TextTask | ImageTask,
+           validation: Sequence[Any], labels: np.ndarray, folder: Path, max_length: int,
+           batch_size: int, logits_tolerance: float, int8_tolerance: float,
+           name: str, keep: np.ndarray | None = None) -> Export:
+    """Write FP32 and INT8 into `folder`, each checked; raise UserError if a check fails.
+    `keep`: the token ids to keep in the word embeddings (None: all)."""
+    fp32, int8 = folder / FP32, folder / INT8
+    example = task.batch(processor, shapes_checked(validation, task)[1], max_length)
+    names = [n for n in example if torch.is_tensor(example[n])]
+    unknown = getattr(processor, "unk_token_id", None)
+    module = _Logits(model.float().cpu().eval(), names, keep, unknown).eval()
+    export_fp32(module, example, fp32, task)
+    difference = logit_difference(module, session(fp32), processor, task, validation, max_length)
+    if not difference <= logits_tolerance:
+        raise UserError(
+            f"the ONNX export of the {name} differs from the PyTorch model by {difference:.2e} "
+            f"of its largest logit, more than export.logits_tolerance ({logits_tolerance:g}); "
+            "nothing is published. Report the model's architecture as an export bug."
+        )
+
+    def accuracy(path: Path) -> float:
+        model = served(path, processor, task, max_length)
+        pred = logits(model, task, validation, batch_size, desc=f"{name} {path.name}")
+        return float((pred.argmax(-1) == labels).mean())
+
+    reference = accuracy(fp32)
+    tried: dict[str, float] = {}
+    for remedy in REMEDIES:
+        quantize_int8(fp32, int8, remedy)
+        tried[remedy.name] = accuracy(int8)
+        log.info("%s int8 (%s): validation accuracy %.4f, fp32 %.4f", name, remedy.name,
+                 tried[remedy.name], reference)
+        if reference - tried[remedy.name] <= int8_tolerance:
+            return Export(difference, reference, tried[remedy.name], remedy.name, tried)
+    int8.unlink()
+    losses = ", ".join(f"{k} {reference - v:.4f}" for k, v in tried.items())
+    raise UserError(
+        f"int8 quantization of the {name} loses more validation accuracy than "
+        f"export.int8_tolerance ({int8_tolerance:g}) with every remedy tried (loss: {losses}); "
+        "no model is published. Raise export.int8_tolerance to accept the loss."
+    )
