@@ -4,7 +4,7 @@ and the transfer set: rows without a label that only the teacher's logits descri
 from __future__ import annotations
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets
 from transformers import PreTrainedModel
 
 from pipeline.inference import predict_logits
@@ -59,10 +59,12 @@ def with_transfer(train: Dataset, transfer: Dataset) -> Dataset:
     rows = transfer.add_column("idx", list(range(-1, -n - 1, -1)))
     rows = rows.add_column("label", [NO_LABEL] * n)
     # The prepared label column is a ClassLabel, which cannot hold NO_LABEL: plain integers.
-    labels = train.features["label"]
-    if isinstance(labels, ClassLabel):
-        train = train.cast_column("label", rows.features["label"])
-    return concatenate_datasets([train, rows.cast(train.features)])
+    # keep_in_memory: a cast written to datasets' cache would land beside the source's files,
+    # inside data/prepared and data/soft_targets, DVC outputs of earlier stages.
+    if isinstance(train.features["label"], ClassLabel):
+        train = train.cast(Features({**train.features, "label": rows.features["label"]}),
+                           keep_in_memory=True)
+    return concatenate_datasets([train, rows.cast(train.features, keep_in_memory=True)])
 
 
 def attach(ds: Dataset, soft: Dataset) -> Dataset:

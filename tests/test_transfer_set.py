@@ -3,7 +3,7 @@ without a label joined after the labelled training split."""
 
 import numpy as np
 import pytest
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
 
 from pipeline import augment, soft_targets
 from pipeline.soft_targets import NO_LABEL, TEACHER_LOGITS
@@ -47,3 +47,20 @@ def test_transfer_rows_follow_the_training_split_without_labels():
     assert joined["label"] == [0, 1, NO_LABEL, NO_LABEL]
     assert joined["idx"] == [0, 1, -1, -2]
     assert joined[TEACHER_LOGITS][3] == pytest.approx([0.2, 0.8])
+
+
+def test_joining_a_transfer_set_writes_nothing_beside_the_saved_splits(tmp_path):
+    """The distill stage joins splits loaded from data/prepared and data/soft_targets, outputs
+    of earlier stages: a cache file written beside them would change what DVC recorded."""
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b"]),
+                         "idx": Value("int64"), TEACHER_LOGITS: [Value("float32")]})
+    Dataset.from_dict({"text": ["x", "y"], "label": [0, 1], "idx": [0, 1],
+                       TEACHER_LOGITS: [[1.0, 0.0], [0.0, 1.0]]},
+                      features=features).save_to_disk(str(tmp_path / "train"))
+    Dataset.from_dict({"text": ["x z"], TEACHER_LOGITS: [[0.5, 0.5]]}).save_to_disk(
+        str(tmp_path / "transfer"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    joined = soft_targets.with_transfer(load_from_disk(str(tmp_path / "train")),
+                                        load_from_disk(str(tmp_path / "transfer")))
+    assert joined["label"] == [0, 1, NO_LABEL]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
