@@ -30,7 +30,7 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.inference import predict_logits
 from pipeline.metrics import accuracy_and_f1
-from pipeline.models import load_classifier, load_student, trained_teacher
+from pipeline.models import load_classifier, load_student, load_trained
 from pipeline.outputs import write_json
 from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
@@ -54,7 +54,7 @@ def main() -> None:
     ds, names = load_prepared(paths.PREPARED)
     usual_cfg = params.student.model_copy(update={"freeze_word_embeddings": False})
     student, processor = load_student(usual_cfg, names,
-                                       partial(trained_teacher, paths.trained("teacher"), task),
+                                       partial(load_trained, "teacher", task),
                                        task, ds["train"])
     teacher = load_classifier(paths.trained("teacher"), task)
     keep = [*processor.model_input_names, "label"]

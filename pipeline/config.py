@@ -69,6 +69,15 @@ class TeacherConfig(_Section):
     config_overrides: dict[str, Any] | None
     train: TrainConfig
 
+    @model_validator(mode="after")
+    def _check_overrides_train(self) -> TeacherConfig:
+        # A built-in image model is refused untrained by the check across sections.
+        if self.config_overrides and not self.finetune and self.model not in IMAGE_BUILTINS:
+            raise ValueError("teacher.config_overrides builds the teacher with random weights, "
+                             "and teacher.finetune false would use it untrained; set "
+                             "teacher.finetune: true or teacher.config_overrides: null")
+        return self
+
 
 class StudentConfig(_Section):
     init: Literal["teacher_layers", "pretrained", "config"]
@@ -287,14 +296,21 @@ def parse_params(raw: dict) -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe(e, raw) for e in exc.errors()]
-        raise UserError("params.yaml is invalid:\n  " + "\n  ".join(lines)) from None
+        raise UserError("params.yaml is invalid: " + " ".join(lines)) from None
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found: run from the project root, where params.yaml lives.")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}{where}: not valid YAML ({problem}); fix the syntax "
+                        "there.") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of keys, not {type(raw).__name__}.")
     return parse_params(raw)

@@ -3,14 +3,12 @@ splits."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
-from typing import IO
 
 import datasets
 import numpy as np
@@ -20,18 +18,12 @@ from huggingface_hub.errors import HTTPError
 from PIL import Image as PILImage
 
 from pipeline.config import DataConfig
+from pipeline.data_files import SPLIT_ALIASES, Origin, load_local
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-# Names other projects give the validation split; a source may use any of them.
-_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"),
-                  "test": ("test",)}
-_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-# The text formats whose builders read gzip-compressed files too (parquet compresses inside).
-_GZIP_FORMATS = {".csv", ".json", ".jsonl"}
-_CLINC_KEYS = {"train", "val", "test"}
 _HUB_FORMAT = "'hub:ID', 'hub:ID:CONFIG', either optionally followed by '@REVISION'"
 # What the Hub libraries raise for a wrong id, config or revision (HTTP errors, ValueError) and
 # for an unreachable Hub (OSError, or the HTTP client's own errors).
@@ -106,121 +98,17 @@ def _load_sklearn(spec: str) -> DatasetDict:
     return DatasetDict({"train": train})
 
 
-def _file_format(path: Path) -> str:
-    """The format suffix of a data file, '.csv' for both x.csv and x.csv.gz."""
-    if path.suffix == ".gz" and len(path.suffixes) > 1 and path.suffixes[-2] in _GZIP_FORMATS:
-        return path.suffixes[-2]
-    return path.suffix
-
-
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
-def _read_clinc(path: Path) -> dict | None:
-    """The file's contents if it is in CLINC150's original layout, else None."""
-    if _file_format(path) != ".json":
-        return None
-    try:
-        with _open_text(path) as f:
-            # A json file of records starts with '['; the CLINC layout is one object.
-            if f.read(1) != "{":
-                return None
-            f.seek(0)
-            raw = json.load(f)
-    except (gzip.BadGzipFile, EOFError) as exc:
-        raise UserError(f"data.source {path} is not a complete gzip file ({exc}); compress it "
-                        "again (gzip FILE) or drop the .gz from its name.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None  # not the CLINC layout; the json builder reports what is wrong with it
-    return raw if isinstance(raw, dict) and _CLINC_KEYS <= raw.keys() else None
-
-
-def _clinc_splits(raw: dict, path: Path) -> DatasetDict:
-    """CLINC150's original layout: lists of [query, intent] under train/val/test (+ oos_*)."""
-    out = {}
-    for split, key in (("train", "train"), ("validation", "val"), ("test", "test")):
-        pairs = raw[key] + raw.get(f"oos_{key}", [])
-        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-            raise UserError(f"{path}: every row of '{key}' and 'oos_{key}' must be a "
-                            "[query, intent] pair, as in CLINC150's data_*.json files.")
-        out[split] = Dataset.from_dict(
-            {"text": [p[0] for p in pairs], "label": [p[1] for p in pairs]}
-        )
-    return DatasetDict(out)
-
-
-def _split_files(folder: Path) -> dict[str, str]:
-    files = {}
-    for split, aliases in _SPLIT_ALIASES.items():
-        for alias in aliases:
-            matches = [p for p in folder.glob(f"{alias}.*") if _file_format(p) in _BUILDERS]
-            if matches:
-                files[split] = str(sorted(matches)[0])
-                break
-    return files
-
-
-def _load_files(files: dict[str, str]) -> DatasetDict:
-    suffixes = {_file_format(Path(f)) for f in files.values()}
-    if len(suffixes) != 1:
-        raise UserError(f"the split files mix formats ({sorted(suffixes)}); use one format.")
-    builder = _BUILDERS[suffixes.pop()]
-    parts = {}
-    # One split at a time, so that an error names the file it comes from.
-    for split, f in files.items():
-        if Path(f).stat().st_size == 0:
-            raise UserError(f"data file {f} is empty; give it a header and rows, or remove it.")
-        try:
-            parts[split] = datasets.load_dataset(builder, data_files=f, split="train")
-        except Exception as exc:  # the builders raise many types for an unreadable file
-            if "corresponds to no data" in str(exc):
-                raise UserError(f"split '{split}' has no rows ({f} has none); add rows.") from None
-            raise UserError(f"could not read {f} as {builder}: {exc}") from None
-    return DatasetDict(parts)
-
-
-def _load_local(path: Path) -> DatasetDict:
-    if not path.exists():
-        raise UserError(
-            f"data.source '{path}' does not exist. Give a file or folder path, 'hub:ID[:CONFIG]', "
-            "or fix the path in params.yaml."
-        )
-    if path.is_dir():
-        if (path / "dataset_dict.json").exists():
-            return datasets.load_from_disk(str(path))
-        files = _split_files(path)
-        if "train" not in files:
-            # A folder whose data is fetched by a command (data/mnist) says how in its README.
-            readme = path / "README.md"
-            hint = f" {readme} says how to get its data." if readme.exists() else ""
-            raise UserError(
-                f"data.source folder {path} has no train file: expected train.csv / .jsonl / "
-                ".json / .parquet (the first three optionally .gz; and optionally validation.* "
-                f"and test.*) or a save_to_disk folder.{hint}"
-            )
-        return _load_files(files)
-    if _file_format(path) not in _BUILDERS:
-        raise UserError(
-            f"data.source {path}: unsupported file type; use one of {', '.join(sorted(_BUILDERS))} "
-            f"({', '.join(sorted(_GZIP_FORMATS))} also gzip-compressed, ending in .gz)."
-        )
-    clinc = _read_clinc(path)
-    if clinc is not None:
-        return _clinc_splits(clinc, path)
-    return _load_files({"train": str(path)})
-
-
-def load_source(source: str, revision: str | None = None) -> DatasetDict:
-    """Load `data.source` as it is: splits and columns as the source has them. `revision`: for a
-    hub: source, the commit to load in place of the revision the source names."""
+def load_source(
+    source: str, revision: str | None = None, columns: tuple[str, str] = ("text", "label"),
+) -> tuple[DatasetDict, dict[str, Origin]]:
+    """Load `data.source` as it is: splits and columns as the source has them, and for local
+    files where each split's rows come from. `revision`: for a hub: source, the commit to load
+    in place of the revision the source names. `columns`: the input and label columns."""
     if source.startswith("hub:"):
-        return _load_hub(source, revision)
+        return _load_hub(source, revision), {}
     if source.startswith("sklearn:"):
-        return _load_sklearn(source)
-    return _load_local(Path(source))
+        return _load_sklearn(source), {}
+    return load_local(Path(source), columns)
 
 
 def _normalise_columns(ds: DatasetDict, cfg: DataConfig, column: str) -> DatasetDict:
@@ -310,7 +198,7 @@ def _make_missing_splits(ds: DatasetDict, cfg: DataConfig, seed: int) -> Dataset
 
 
 def _canonical(split: str) -> str:
-    for name, aliases in _SPLIT_ALIASES.items():
+    for name, aliases in SPLIT_ALIASES.items():
         if split in aliases:
             return name
     return split
@@ -329,13 +217,65 @@ def _check(ds: DatasetDict, names: list[str]) -> None:
         )
 
 
+# What pandas and spreadsheets write for a missing value. As a label it would become a class of
+# its own, holding rows whose label nobody gave.
+_MISSING_MARKERS = {"nan", "-nan", "na", "n/a", "#n/a", "#na", "<na>", "null", "none"}
+
+
+def _empty(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
+def _bad_cell(value: object, is_label: bool, class_label: bool) -> str | None:
+    """Why a cell cannot be used, or None if it can."""
+    if _empty(value) or (class_label and value < 0):
+        return "is empty"
+    if is_label and isinstance(value, str) and value.strip().lower() in _MISSING_MARKERS:
+        return f"is '{value}', a missing-value marker"
+    return None
+
+
+def _bad_cells(part: Dataset, column: str) -> list[tuple[int, str]]:
+    """(row, why) for every cell of `column` that cannot be used."""
+    if column == "image":
+        # Only whether each image is there: decoding every image here would be slow.
+        nulls = part.with_format("arrow")[column].is_null().to_pylist()
+        return [(i, "is empty") for i, null in enumerate(nulls) if null]
+    class_label = isinstance(part.features[column], ClassLabel)
+    return [(i, why) for i, value in enumerate(part[column])
+            if (why := _bad_cell(value, column == "label", class_label))]
+
+
+def _check_cells(ds: DatasetDict, origins: dict[str, Origin], columns: dict[str, str]) -> None:
+    """No row without an input or a label: an empty label would become a class of its own, an
+    empty text a row the tokenizer cannot read. `columns`: the prepared column -> its name in
+    the source, for the message."""
+    for split, part in ds.items():
+        for column, source_name in columns.items():
+            bad = _bad_cells(part, column)
+            if not bad:
+                continue
+            first, why = bad[0]
+            where = origins[split].row(first) if split in origins else f"split '{split}' row {first + 1}"
+            more = f" (and {len(bad) - 1} more rows of split '{split}')" if len(bad) > 1 else ""
+            raise UserError(f"{where}: the {column} ({source_name}) {why}{more}; fill it in or "
+                            "remove the row.")
+
+
 def prepare_dataset(
     cfg: DataConfig, seed: int, column: str = "text", revision: str | None = None
 ) -> tuple[DatasetDict, list[str]]:
     """Load the source and return (splits with columns idx, `column`, label; label names).
     `column` is the task's input: "text" or "image". `revision`: for a hub: source, the commit
     to load (source_revision's answer), so that what is recorded is what was loaded."""
-    ds = _normalise_columns(load_source(cfg.source, revision), cfg, column)
+    source_column = cfg.text_column if column == "text" else cfg.image_column
+    ds, origins = load_source(cfg.source, revision, (source_column, cfg.label_column))
+    ds = _normalise_columns(ds, cfg, column)
+    _check_cells(ds, origins, {column: source_column, "label": cfg.label_column})
     if column == "image":
         ds = _one_image_mode(ds)
     names = _label_names(ds)
@@ -354,14 +294,26 @@ def _key(example: str | PILImage.Image) -> str:
     return hashlib.sha1(example.tobytes()).hexdigest()
 
 
-def data_report(ds: DatasetDict, names: list[str], oos_label: str | None) -> dict:
-    """Counts, class balance and train/test overlap, for reports/data.json."""
-    column = "image" if "image" in ds["train"].column_names else "text"
+def _input_column(ds: DatasetDict) -> str:
+    return "image" if "image" in ds["train"].column_names else "text"
+
+
+def train_test_overlap(ds: DatasetDict) -> list[int]:
+    """The test rows whose input also occurs in train (after normalising case and spaces)."""
+    column = _input_column(ds)
+    train_keys = {_key(x) for x in ds["train"][column]}
+    return [i for i, x in enumerate(ds["test"][column]) if _key(x) in train_keys]
+
+
+def data_report(
+    ds: DatasetDict, names: list[str], oos_label: str | None, overlap: list[int]
+) -> dict:
+    """Counts, class balance and train/test overlap (train_test_overlap's answer), for
+    reports/data.json."""
+    column = _input_column(ds)
     train_counts = [0] * len(names)
     for label in ds["train"]["label"]:
         train_counts[label] += 1
-    train_keys = {_key(x) for x in ds["train"][column]}
-    overlap = sum(_key(x) in train_keys for x in ds["test"][column])
     shape = {}
     if column == "image":
         first = ds["train"][0]["image"]
@@ -373,6 +325,6 @@ def data_report(ds: DatasetDict, names: list[str], oos_label: str | None) -> dic
         "has_oos_label": oos_label in names if oos_label else False,
         "train_rows_per_label_min": min(train_counts),
         "train_rows_per_label_max": max(train_counts),
-        "test_rows_also_in_train": overlap,
+        "test_rows_also_in_train": len(overlap),
         **shape,
     }

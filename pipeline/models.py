@@ -24,10 +24,11 @@ from transformers import (
     PreTrainedModel,
 )
 
-from pipeline import vision_models
+from pipeline import paths, vision_models
 from pipeline.config import Params, StudentConfig, TeacherConfig
 from pipeline.errors import UserError
-from pipeline.registry import IMAGE_BUILTINS, TEXT_ALIASES
+from pipeline.inputs import reading
+from pipeline.registry import IMAGE_BUILTINS, ROLES, TEXT_ALIASES
 from pipeline.tasks import TASKS, ImageTask, Processor, TextTask, image_shape
 
 TEXT = TASKS["text-classification"]
@@ -311,9 +312,11 @@ def pretrained_teacher(
             load_processor(params.teacher.model, task, train))
 
 
-def trained_teacher(folder: str | Path, task: TextTask | ImageTask) -> tuple[PreTrainedModel, Processor]:
-    """The fine-tuned teacher of the teacher stage and its processor."""
-    return load_classifier(folder, task), load_saved_processor(folder)
+def load_trained(role: str, task: TextTask | ImageTask) -> tuple[PreTrainedModel, Processor]:
+    """A trained model (models/trained/<role>) and its processor; a missing or damaged folder is
+    one line that names the stage that rebuilds it."""
+    with reading(paths.trained(role), ROLES[role].stage) as folder:
+        return load_classifier(folder, task), load_saved_processor(folder)
 
 
 def load_student(

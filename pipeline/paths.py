@@ -12,6 +12,8 @@ LIVE = REPORTS / "live"
 PLOTS = REPORTS / "plots"
 METRICS = REPORTS / "metrics.json"
 EXPORTS = REPORTS / "export"
+# Written by the check stage, which every stage depends on (see stages/check.py).
+PARAMS_CHECK = REPORTS / "params_check.json"
 
 
 def trained(role: str) -> Path:

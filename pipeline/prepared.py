@@ -13,12 +13,24 @@ from pathlib import Path
 import datasets
 from datasets import DatasetDict
 
+from pipeline.inputs import reading
+
+# The stage that writes data/prepared.
+STAGE = "prepare"
+
 
 def load_prepared(folder: str | Path) -> tuple[DatasetDict, list[str]]:
-    folder = Path(folder)
-    ds = datasets.load_from_disk(str(folder))
-    names = json.loads((folder / "labels.json").read_text())
+    with reading(folder, STAGE) as folder:
+        ds = datasets.load_from_disk(str(folder))
+        names = json.loads((folder / "labels.json").read_text())
     return ds, names
+
+
+def digest(ds: DatasetDict, names: list[str]) -> str:
+    """What the prepared data is, in 16 hex digits: its splits' fingerprints (hashes of the
+    saved bytes, see _pin_fingerprint) and its label names."""
+    parts = [f"{split}:{ds[split]._fingerprint}" for split in sorted(ds)]
+    return hashlib.sha256(json.dumps([parts, names]).encode()).hexdigest()[:16]
 
 
 def _pin_fingerprint(split_folder: Path) -> None:

@@ -3,11 +3,21 @@ and the transfer set: rows without a label that only the teacher's logits descri
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
+import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets
 from transformers import PreTrainedModel
 
+from pipeline import paths, prepared
+from pipeline.errors import UserError
 from pipeline.inference import predict_logits
+from pipeline.inputs import reading
+from pipeline.outputs import write_json
+from pipeline.registry import ROLES
 from pipeline.tasks import ImageTask, Processor, TextTask
 
 SPLITS = ("train", "validation")
@@ -17,6 +27,44 @@ TRANSFER = "transfer"
 TEACHER_LOGITS = "teacher_logits"
 # The label of a transfer row: the hard-label loss skips it (PyTorch's cross-entropy default).
 NO_LABEL = -100
+# The stage that writes data/soft_targets, and the file in it that says what it was computed
+# from: rows are joined on idx, which other prepared data has too, so logits of other data or
+# of another teacher would be used without a word.
+STAGE = "soft_targets"
+STAMP = "computed_from.json"
+
+
+def _weights_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for weights in sorted(folder.glob("*.safetensors")):
+        with weights.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def provenance(ds: DatasetDict, names: list[str]) -> dict[str, str]:
+    """What soft targets are computed from: the prepared data and the trained teacher's weights."""
+    with reading(paths.trained("teacher"), ROLES["teacher"].stage) as teacher:
+        return {"prepared data": prepared.digest(ds, names), "teacher": _weights_digest(teacher)}
+
+
+def save(soft: DatasetDict, folder: Path, made_from: dict[str, str]) -> None:
+    soft.save_to_disk(str(folder))
+    write_json(folder / STAMP, made_from)
+
+
+def load(folder: str | Path, made_from: dict[str, str]) -> DatasetDict:
+    """data/soft_targets, refused unless it was computed from `made_from` (provenance's answer
+    for the data and teacher the stage has now)."""
+    with reading(folder, STAGE) as folder:
+        soft = datasets.load_from_disk(str(folder))
+        stamp = json.loads((folder / STAMP).read_text())
+    other = [what for what, value in made_from.items() if stamp.get(what) != value]
+    if other:
+        raise UserError(f"{folder} was computed from another {' and '.join(other)} than the "
+                        f"workspace has now; rebuild it with `dvc repro {STAGE}`.")
+    return soft
 
 
 def compute(
@@ -72,9 +120,9 @@ def attach(ds: Dataset, soft: Dataset) -> Dataset:
     position = {idx: i for i, idx in enumerate(soft["idx"])}
     missing = [i for i in ds["idx"] if i not in position]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{len(missing)} rows have no teacher logits (first idx {missing[0]}): "
-            "data/soft_targets is out of date; run `dvc repro` to rebuild it."
+            f"data/soft_targets is out of date; rebuild it with `dvc repro {STAGE}`."
         )
     logits = np.asarray(soft[TEACHER_LOGITS], dtype=np.float32)
     return ds.add_column(TEACHER_LOGITS, logits[[position[i] for i in ds["idx"]]].tolist())

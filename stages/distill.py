@@ -2,14 +2,14 @@
 
 from functools import partial
 
-import datasets
 from transformers import set_seed
 
 from pipeline import paths, soft_targets
 from pipeline.config import load_params
 from pipeline.distill import DistillationTrainer, check_layer_map
 from pipeline.errors import stage_main
-from pipeline.models import load_student, pretrained_teacher, student_source, trained_teacher
+from pipeline.models import load_student, load_trained, pretrained_teacher, student_source
+from pipeline.preflight import check_models
 from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
@@ -18,15 +18,17 @@ from pipeline.training import fit_and_save
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
+    check_models(params)
     set_seed(params.student.seed)
     ds, names = load_prepared(paths.PREPARED)
-    soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
+    soft = soft_targets.load(paths.SOFT_TARGETS,
+                             soft_targets.provenance(ds, names))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
     if soft_targets.TRANSFER in soft:
         ds["train"] = soft_targets.with_transfer(ds["train"], soft[soft_targets.TRANSFER])
     task = get_task(params.task)
-    finetuned = partial(trained_teacher, paths.trained("teacher"), task)
+    finetuned = partial(load_trained, "teacher", task)
     layers_from = (finetuned if params.student.from_teacher == "finetuned"
                    else partial(pretrained_teacher, params, names, task, ds["train"]))
     model, processor = load_student(params.student, names, layers_from, task, ds["train"])

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline import onnx_export, paths
 from pipeline.config import load_params
 from pipeline.errors import UserError, stage_main
-from pipeline.models import load_classifier, load_saved_processor
+from pipeline.models import load_trained
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES, VARIANTS
@@ -27,8 +27,7 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     ds, _ = load_prepared(paths.PREPARED)
     task = get_task(params.task)
-    folder = paths.trained(role)
-    model, processor = load_classifier(folder, task), load_saved_processor(folder)
+    model, processor = load_trained(role, task)
     validation, cfg, max_length = ds["validation"], params.export, params.data.max_length
     keep, vocabulary = None, {}
     if cfg.vocabulary == "training":

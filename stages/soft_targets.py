@@ -6,7 +6,7 @@ from pathlib import Path
 from pipeline import augment, paths, soft_targets
 from pipeline.config import load_params
 from pipeline.errors import stage_main
-from pipeline.models import load_classifier, load_saved_processor
+from pipeline.models import load_trained
 from pipeline.outputs import atomic_dir
 from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
@@ -16,10 +16,9 @@ from pipeline.tasks import get_task
 def main() -> None:
     params = load_params(paths.PARAMS)
     cfg = params.soft_targets
-    ds, _ = load_prepared(paths.PREPARED)
-    teacher_dir = paths.trained("teacher")
+    ds, names = load_prepared(paths.PREPARED)
     task = get_task(params.task)
-    teacher, processor = load_classifier(teacher_dir, task), load_saved_processor(teacher_dir)
+    teacher, processor = load_trained("teacher", task)
     soft = soft_targets.compute(teacher, processor, task, ds, cfg.batch_size,
                                 params.data.max_length)
     a, texts = cfg.augment, []
@@ -33,7 +32,8 @@ def main() -> None:
         soft[soft_targets.TRANSFER] = soft_targets.transfer_set(
             teacher, processor, task, texts, cfg.batch_size, params.data.max_length)
     with atomic_dir(paths.SOFT_TARGETS) as folder:
-        soft.save_to_disk(str(folder))
+        soft_targets.save(soft, folder,
+                          soft_targets.provenance(ds, names))
 
 
 if __name__ == "__main__":

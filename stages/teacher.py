@@ -6,6 +6,7 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.models import build_teacher, load_processor, model_source
+from pipeline.preflight import check_models
 from pipeline.prepared import load_prepared
 from pipeline.tasks import get_task
 from pipeline.training import fit_and_save
@@ -14,6 +15,7 @@ from pipeline.training import fit_and_save
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
+    check_models(params)
     set_seed(params.seed)
     ds, names = load_prepared(paths.PREPARED)
     task = get_task(params.task)

@@ -10,7 +10,7 @@ from huggingface_hub.errors import HTTPError
 from huggingface_hub.hf_api import DatasetInfo
 
 from conftest import ROOT, config
-from pipeline.data import data_report, prepare_dataset
+from pipeline.data import data_report, prepare_dataset, train_test_overlap
 from pipeline.errors import UserError
 
 ROWS = [(f"query number {i} about {lab}", lab) for lab in ("balance", "oos", "transfer")
@@ -267,7 +267,26 @@ def test_data_report_counts_overlap(tmp_path):
     frame(split_rows("validation")).to_csv(tmp_path / "validation.csv", index=False)
     frame(split_rows("train")[:5]).to_csv(tmp_path / "test.csv", index=False)
     ds, names = prepare(tmp_path)
-    report = data_report(ds, names, "oos")
+    overlap = train_test_overlap(ds)
+    report = data_report(ds, names, "oos", overlap)
+    assert overlap == [0, 1, 2, 3, 4]
     assert report["rows"] == {"train": 36, "validation": 36, "test": 5}
     assert report["test_rows_also_in_train"] == 5
     assert report["has_oos_label"] is True
+
+
+def test_long_texts_emoji_and_words_pandas_calls_missing_are_kept(tmp_path):
+    long = " ".join(["word"] * 5000)
+    rows = [(long, "balance"), ("send 🙂 to mom 💸", "transfer"), ("None", "oos"), ("NA", "oos"),
+            ("null", "balance"), ("ça coûte combien ?", "transfer")] * 6
+    frame(rows).to_csv(tmp_path / "all.csv", index=False)
+    ds, names = prepare(tmp_path / "all.csv")
+    texts = {t for split in ds.values() for t in split["text"]}
+    assert texts == {r[0] for r in rows}
+    assert names == ["balance", "oos", "transfer"]
+
+
+def test_a_label_pandas_would_call_missing_is_refused_in_json_too(tmp_path):
+    frame(ROWS + [("what is this", None)]).to_json(tmp_path / "all.jsonl", orient="records", lines=True)
+    with pytest.raises(UserError, match=r"all.jsonl line 37: the label \(label\) is empty"):
+        prepare(tmp_path / "all.jsonl")

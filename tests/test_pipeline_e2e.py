@@ -185,6 +185,20 @@ def test_repro_again_does_nothing(repo):
     assert "Running stage" not in out
 
 
+def test_a_params_typo_under_dvc_repro_costs_no_output(repo):
+    params = (repo / "params.yaml").read_text()
+    models = {p: p.read_bytes() for p in (repo / "models" / "trained").rglob("*.safetensors")}
+    try:
+        (repo / "params.yaml").write_text(params.replace("learning_rate:", "learnig_rate:", 1))
+        out = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True)
+        assert out.returncode != 0
+        assert "unknown key 'teacher.train.learnig_rate'" in out.stdout + out.stderr
+        assert "Running stage 'teacher'" not in out.stdout
+        assert {p: p.read_bytes() for p in models} == models
+    finally:
+        (repo / "params.yaml").write_text(params)
+
+
 def stages_run(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
 
@@ -193,17 +207,17 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "ran"], repo)
     out = run(["dvc", "exp", "run", "-S", "alpha=0.3"], repo)
-    assert stages_run(out) == {"distill", "export@student", "evaluate", "card"}
+    assert stages_run(out) == {"check", "distill", "export@student", "evaluate", "card"}
 
 
 def test_exp_run_student_seed_repeats_the_students_with_the_teacher_fixed(repo):
     out = run(["dvc", "exp", "run", "-S", "student.seed=7"], repo)
-    assert stages_run(out) == {"baseline", "distill", "export@student", "evaluate", "card"}
+    assert stages_run(out) == {"check", "baseline", "distill", "export@student", "evaluate", "card"}
 
 
 def test_distilled_student_from_the_teacher_before_fine_tuning(repo):
     out = run(["dvc", "exp", "run", "-S", "student.from_teacher=pretrained"], repo)
-    assert stages_run(out) == {"distill", "export@student", "evaluate", "card"}  # the baseline's do not change
+    assert stages_run(out) == {"check", "distill", "export@student", "evaluate", "card"}  # the baseline's do not change
     from safetensors.torch import load_file
 
     key = "bert.embeddings.word_embeddings.weight"
@@ -220,7 +234,7 @@ def test_a_transfer_set_of_edited_copies_reaches_the_distilled_student_only(repo
     from datasets import load_from_disk
 
     out = run(["dvc", "exp", "run", "-S", "soft_targets.augment.copies=2"], repo)
-    assert stages_run(out) == {"soft_targets", "distill", "export@student", "evaluate", "card"}
+    assert stages_run(out) == {"check", "soft_targets", "distill", "export@student", "evaluate", "card"}
     soft = load_from_disk(str(repo / "data/soft_targets"))
     train = soft["train"]["idx"]
     transfer = soft["transfer"]

@@ -14,7 +14,7 @@ from transformers import pipeline as hf_pipeline
 
 from conftest import config
 from pipeline.config import load_params, parse_params
-from pipeline.data import data_report, prepare_dataset
+from pipeline.data import data_report, prepare_dataset, train_test_overlap
 from pipeline.errors import UserError
 from pipeline.models import (
     build_student,
@@ -58,7 +58,7 @@ def test_sklearn_digits_source(digits):
     assert (first.mode, first.size) == ("L", (8, 8))
     # Stratified carving: every digit is in every split.
     assert all(set(p["label"]) == set(range(10)) for p in ds.values())
-    report = data_report(ds, names, None)
+    report = data_report(ds, names, None, train_test_overlap(ds))
     assert (report["image_height"], report["image_width"], report["image_channels"]) == (8, 8, 1)
     assert report["test_rows_also_in_train"] < 10
 
@@ -81,7 +81,7 @@ def test_images_are_given_one_mode():
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=DIGITS)})
     source = datasets.Dataset.from_dict({"image": mixed, "label": [i % 10 for i in range(100)]},
                                         features=features)
-    with mock.patch("pipeline.data.load_source", return_value=datasets.DatasetDict(train=source)):
+    with mock.patch("pipeline.data.load_source", return_value=(datasets.DatasetDict(train=source), {})):
         ds, _ = prepare_dataset(config("data", source="x", test_fraction=0.34, validation_fraction=0.2),
                                 seed=0, column="image")
     assert {im.mode for p in ds.values() for im in p["image"]} == {"L"}
@@ -89,7 +89,7 @@ def test_images_are_given_one_mode():
 
 def test_missing_image_column_names_the_key():
     with mock.patch("pipeline.data.load_source",
-                    return_value=datasets.DatasetDict(train=image_split(20).rename_column("image", "img"))):
+                    return_value=(datasets.DatasetDict(train=image_split(20).rename_column("image", "img")), {})):
         with pytest.raises(UserError, match="has no column 'image'.*set data.image_column"):
             prepare_dataset(config("data", source="x"), seed=0, column="image")
 
