@@ -74,8 +74,9 @@ def logits(served: Served, task: TextTask | ImageTask, inputs: Sequence[Any], ba
     order = task.order(inputs)
     parts = [served.forward(served.encode([inputs[i] for i in order[start : start + batch_size]]))
              for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch")]
-    out = np.empty_like(np.concatenate(parts))
-    out[order] = np.concatenate(parts)
+    batched = np.concatenate(parts)
+    out = np.empty_like(batched)
+    out[order] = batched
     return out
 
 

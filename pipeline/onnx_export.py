@@ -80,18 +80,22 @@ class _Logits(nn.Module):
         return self.model(**inputs).logits
 
 
+def _token_ids(processor: Processor, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Every token id the tokenizer gives `texts`, as the model sees them (truncated)."""
+    return np.concatenate(processor(list(texts), truncation=True, max_length=max_length)["input_ids"])
+
+
 def used_vocabulary(processor: Processor, texts: Sequence[str], max_length: int) -> np.ndarray:
     """The token ids the tokenizer gives `texts`, and its special tokens, sorted."""
-    ids = processor(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return np.unique(np.concatenate([np.concatenate(ids), processor.all_special_ids]))
+    return np.unique(np.concatenate([_token_ids(processor, texts, max_length),
+                                     processor.all_special_ids]))
 
 
 def unknown_rate(processor: Processor, texts: Sequence[str], max_length: int,
                  keep: np.ndarray) -> float:
     """The share of the tokens of `texts` that a vocabulary of `keep` lacks (they become the
     unknown token)."""
-    ids = np.concatenate(processor(list(texts), truncation=True, max_length=max_length)["input_ids"])
-    return float(1 - np.isin(ids, keep).mean())
+    return float(1 - np.isin(_token_ids(processor, texts, max_length), keep).mean())
 
 
 def prune_vocabulary(model: PreTrainedModel, keep: np.ndarray,
@@ -128,11 +132,6 @@ def _feed(sess: ort.InferenceSession, enc: BatchFeature | dict) -> dict[str, np.
     """The inputs the graph takes, from a processor's output, as numpy."""
     return {i.name: enc[i.name].numpy() if torch.is_tensor(enc[i.name]) else np.asarray(enc[i.name])
             for i in sess.get_inputs()}
-
-
-def run(sess: ort.InferenceSession, enc: BatchFeature | dict) -> np.ndarray:
-    """Logits for a processor's output."""
-    return sess.run([OUTPUT], _feed(sess, enc))[0]
 
 
 def served(path: str | Path, processor: Processor, task: TextTask | ImageTask,
@@ -209,7 +208,7 @@ def shapes_checked(inputs: Sequence[Any], task: TextTask | ImageTask) -> list[li
 
 
 @torch.inference_mode()
-def logit_difference(module: _Logits, sess: ort.InferenceSession, processor: Processor,
+def logit_difference(module: _Logits, onnx: Served, processor: Processor,
                      task: TextTask | ImageTask, inputs: Sequence[Any], max_length: int) -> float:
     """The largest difference between PyTorch's and ONNX Runtime's fp32 logits, relative to the
     largest logit (or to 1, if that is smaller): float rounding grows with the logits' scale."""
@@ -218,7 +217,7 @@ def logit_difference(module: _Logits, sess: ort.InferenceSession, processor: Pro
         enc = task.batch(processor, batch, max_length)
         reference = module(*(enc[n] for n in module.names)).numpy()
         scale = max(1.0, float(np.abs(reference).max()))
-        worst = max(worst, float(np.abs(run(sess, enc) - reference).max()) / scale)
+        worst = max(worst, float(np.abs(onnx.forward(onnx.encode(batch)) - reference).max()) / scale)
     return worst
 
 
@@ -245,7 +244,8 @@ def export(model: PreTrainedModel, processor: Processor, task: TextTask | ImageT
     unknown = getattr(processor, "unk_token_id", None)
     module = _Logits(model.float().cpu().eval(), names, keep, unknown).eval()
     export_fp32(module, example, fp32, task)
-    difference = logit_difference(module, session(fp32), processor, task, validation, max_length)
+    fp32_model = served(fp32, processor, task, max_length)
+    difference = logit_difference(module, fp32_model, processor, task, validation, max_length)
     if not difference <= logits_tolerance:
         raise UserError(
             f"the ONNX export of the {name} differs from the PyTorch model by {difference:.2e} "
@@ -253,16 +253,15 @@ def export(model: PreTrainedModel, processor: Processor, task: TextTask | ImageT
             "nothing is published. Report the model's architecture as an export bug."
         )
 
-    def accuracy(path: Path) -> float:
-        model = served(path, processor, task, max_length)
+    def accuracy(model: Served, path: Path) -> float:
         pred = logits(model, task, validation, batch_size, desc=f"{name} {path.name}")
         return float((pred.argmax(-1) == labels).mean())
 
-    reference = accuracy(fp32)
+    reference = accuracy(fp32_model, fp32)
     tried: dict[str, float] = {}
     for remedy in REMEDIES:
         quantize_int8(fp32, int8, remedy)
-        tried[remedy.name] = accuracy(int8)
+        tried[remedy.name] = accuracy(served(int8, processor, task, max_length), int8)
         log.info("%s int8 (%s): validation accuracy %.4f, fp32 %.4f", name, remedy.name,
                  tried[remedy.name], reference)
         if reference - tried[remedy.name] <= int8_tolerance:

@@ -37,13 +37,12 @@ def test_fp32_equals_pytorch_and_int8_agrees(tmp_path):
     assert result.fp32_validation_accuracy == 1.0
     assert result.int8_validation_accuracy >= 0.8
     assert result.remedy == next(iter(result.tried))
-    fp32 = onnx_export.session(tmp_path / onnx_export.FP32)
+    fp32 = onnx_export.served(tmp_path / onnx_export.FP32, tokenizer(), TEXT, 32)
     for batch, length in ((1, 1), (3, 4), (7, 12)):
         texts = [" ".join(["balance"] * length)] * batch
-        enc = TEXT.batch(tokenizer(), texts, 32)
         with torch.no_grad():
-            expected = model(**enc).logits.numpy()
-        np.testing.assert_allclose(onnx_export.run(fp32, enc), expected, atol=1e-4)
+            expected = model(**TEXT.batch(tokenizer(), texts, 32)).logits.numpy()
+        np.testing.assert_allclose(fp32.forward(fp32.encode(texts)), expected, atol=1e-4)
     int8 = onnx_export.served(tmp_path / onnx_export.INT8, tokenizer(), TEXT, 32)
     agree = inference.logits(int8, TEXT, QUERIES, 16).argmax(-1) == labels
     assert agree.mean() == result.int8_validation_accuracy
@@ -110,12 +109,10 @@ def test_a_pruned_vocabulary_keeps_the_training_tokens_and_maps_the_rest_to_unkn
                                 max_length=32, batch_size=16, logits_tolerance=1e-4,
                                 int8_tolerance=0.2, name="student", keep=keep)
     assert result.fp32_validation_accuracy == 1.0  # every token of these queries was kept
-    fp32 = onnx_export.session(tmp_path / onnx_export.FP32)
+    fp32 = onnx_export.served(tmp_path / onnx_export.FP32, tokenizer(), TEXT, 32)
     with torch.no_grad():
         unknown = model(**TEXT.batch(tokenizer(), ["tell mom a [UNK]"], 32)).logits.numpy()
-    np.testing.assert_allclose(
-        onnx_export.run(fp32, TEXT.batch(tokenizer(), ["tell mom a joke"], 32)), unknown,
-        atol=1e-5)
+    np.testing.assert_allclose(fp32.forward(fp32.encode(["tell mom a joke"])), unknown, atol=1e-5)
     rate = onnx_export.unknown_rate(tokenizer(), ["tell mom a joke"], 32, keep)
     assert rate == pytest.approx(1 / 6)  # [CLS] tell mom a joke [SEP]
     full = tmp_path / "full"
