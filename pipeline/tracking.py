@@ -282,17 +282,26 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
         store.log_artifact(str(path), artifact_path)
 
 
+# The Trainer's log keys that become DVC plots: the curves a user reads. The rest (runtime,
+# samples per second, learning rate, gradient norm, the end-of-training summary and its
+# single-point total_flos) stays in the MLflow run.
+PLOTTED = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_distillation_loss")
+
+
 class EpochDVCLiveCallback(DVCLiveCallback):
-    """DVCLiveCallback with one DVCLive step per epoch.
+    """DVCLiveCallback with one DVCLive step per epoch, for the PLOTTED series only.
 
     The stock callback advances the step on every Trainer log call, and the Trainer logs train
     and eval metrics separately each epoch, so its step counts log calls, not epochs.
     """
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        plotted = {k: v for k, v in (logs or {}).items() if k in PLOTTED}
+        if not plotted:
+            return
         if self.live is not None and state.epoch is not None:
             self.live.step = round(state.epoch)
-        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+        super().on_log(args, state, control, model=model, logs=plotted, **kwargs)
 
 
 class ReplayOnResume(TrainerCallback):

@@ -6,7 +6,7 @@ import numpy as np
 from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import stage_main
-from pipeline.evaluation import evaluate_models, write_figures
+from pipeline.evaluation import evaluate_models, summary, write_figures
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES
@@ -25,6 +25,7 @@ def main() -> None:
         with atomic_dir(paths.PLOTS) as folder:
             write_figures(folder, np.asarray(test["label"]), logits, names, metrics, params)
         write_json(paths.METRICS, metrics)
+        write_json(paths.SUMMARY, summary(metrics))
         log_metrics(metrics)
         log_artifact(paths.METRICS)
         log_artifact(paths.PLOTS, "plots")
