@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import AutoConfig
 
+from pipeline import paths
 from pipeline.config import Params
 from pipeline.models import BUILTIN_CONFIGS
 from pipeline.registry import ROLES, VARIANTS, served_name
@@ -36,15 +40,53 @@ class CardInputs:
     sources: dict[str, dict]
     # Rows of the transfer set the student also learned from (0: none).
     transfer_rows: int = 0
+    # What reproduces the run (None: not in a git checkout).
+    origin: Origin | None = None
 
 
-def _commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=10)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                             timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+@dataclass
+class Origin:
+    """What reproduces this run: the commit it started from, the params it changed there
+    (`-S key=value`), and its DVC experiment, if it is one."""
+
+    commit: str | None
+    changed: list[str]
+    experiment: str | None = None
+
+
+def changed_params(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """`key=value` for each params leaf that differs, as `dvc exp run -S` takes them."""
+    changed = []
+    for key in sorted(after.keys() | before.keys()):
+        name, old, new = f"{prefix}{key}", before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_params(old, new, f"{name}.")
+        elif old != new:
+            value = yaml.safe_dump(new, default_flow_style=True, width=1000).strip()
+            changed.append(f"{name}={value.removesuffix(chr(10) + '...')}")
+    return changed
+
+
+def origin(params_file: Path) -> Origin:
+    """Where this run comes from: under `dvc exp run` the experiment's baseline commit and
+    name (DVC sets DVC_EXP_BASELINE_REV and DVC_EXP_NAME), else HEAD; and the params that
+    differ from that commit's params.yaml (an experiment's, or uncommitted edits)."""
+    commit = os.environ.get("DVC_EXP_BASELINE_REV") or _git("rev-parse", "HEAD")
+    if commit is None:
+        return Origin(None, [])
+    committed = _git("show", f"{commit}:{params_file.as_posix()}")
+    now = yaml.safe_load(params_file.read_text())
+    changed = changed_params(yaml.safe_load(committed) or {}, now) if committed else []
+    return Origin(commit[:7], changed, os.environ.get("DVC_EXP_NAME"))
 
 
 def _versions() -> dict[str, str]:
@@ -150,8 +192,13 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         data=inputs.data,
         example_text=(inputs.example_text or "").replace('"', "'"),
         versions=_versions(),
-        commit=_commit(),
+        origin=inputs.origin,
+        set_params=" ".join(f"-S {shlex.quote(c)}" for c in inputs.origin.changed)
+        if inputs.origin else "",
         repository=p.card.repository,
+        repo_id=(p.card.repo_id if role == "student" or p.card.repo_id is None
+                 else f"{p.card.repo_id}-teacher"),
+        folder=paths.release(role).as_posix(),
         roles=ROLES,
         variants=VARIANTS,
         served_name=served_name,

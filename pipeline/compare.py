@@ -24,6 +24,7 @@ import dvc.api
 import pandas as pd
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
+from dvc.utils.flatten import flatten
 from pandas.api.typing import DataFrameGroupBy
 from pydantic import BaseModel
 
@@ -48,9 +49,8 @@ STUDENT = "student"
 # What distillation has to beat: the seeds table counts the student's wins over it.
 BASELINE = "baseline"
 
-# exp_show() names a column "file:key" only when two files share the key: reports/teacher.json
-# and reports/student.json (validation metrics, training time) always do, metrics.json and
-# params.yaml do not. Only these two files describe a run here.
+# exp_show() names a column "file:key" only when two files share the key; metrics.json's keys
+# come unnamed (pipeline.compare.exp_show adds them). Only these two files describe a run here.
 FILES = (str(PARAMS), str(METRICS))
 # The blocks of metrics.json (pipeline.evaluation): one per model, the comparison, the
 # numerics the models ran in, the timings.
@@ -298,7 +298,8 @@ def _averaged(cells: pd.DataFrame) -> str:
 
 def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
     """Plot the distilled student's accuracy over alpha x temperature: per cell, the mean of a
-    setting's runs, with the teacher's and the baseline's beside the title."""
+    setting's runs, with the teacher's and the baseline's beside the title. The cells also go
+    to a csv beside the figure, which dvc.yaml declares as a DVC plot (reports/compare.csv)."""
     means = _settings(runs).agg(
         **{role: (ACCURACY[role], "mean") for role in ROLES},
         runs=(ACCURACY[STUDENT], "size"),
@@ -308,6 +309,8 @@ def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
     # Settings that differ in more than alpha and T share a cell: it shows the best of them.
     cells = means.sort_values(STUDENT, ascending=False, kind="stable").drop_duplicates(GRID)
     best = cells.iloc[0]
+    cells[[*GRID, STUDENT, "runs"]].rename(columns={STUDENT: "student_accuracy"}).to_csv(
+        figure.with_suffix(".csv"), index=False)
     plots.grid_heatmap(
         {(a, t): s for a, t, s in cells[[*GRID, STUDENT]].itertuples(index=False)}, figure,
         title + _averaged(cells), "test accuracy",
@@ -350,17 +353,34 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
     write_text(out, body)
 
 
+def _with_metrics_file(root: str, rows: list[dict]) -> list[dict]:
+    """`rows` with every key of reports/metrics.json at each row's revision.
+
+    dvc.yaml declares only the headline reports/summary.json as the evaluate stage's metrics
+    (so that `dvc exp show` fits a terminal); the full record is a plain output, which
+    `dvc metrics show` reads when named.
+    """
+    revs = sorted({row["rev"] for row in rows if row["rev"] != WORKSPACE})
+    shown = Repo(root).metrics.show(targets=[str(METRICS)], revs=revs, hide_workspace=False)
+    merged = []
+    for row in rows:
+        data = shown.get(row["rev"], {}).get("data", {}).get(str(METRICS), {}).get("data")
+        merged.append({**row, **flatten(data)} if isinstance(data, dict) else row)
+    return merged
+
+
 def exp_show(num: int) -> list[dict]:
     """The rows of `dvc exp show`: the workspace, and the last `num` commits of HEAD's history
-    (-1: all of them) with their experiments."""
+    (-1: all of them) with their experiments, each with its reports/metrics.json."""
     try:
         # Without a repository exp_show() would take the current folder for a git URL to clone.
-        rows = dvc.api.exp_show(repo=Repo.find_root(), num=num)
+        root = Repo.find_root()
+        rows = dvc.api.exp_show(repo=root, num=num)
+        if not rows:
+            raise UserError("`dvc exp show` lists nothing: commit the project first")
+        return _with_metrics_file(root, rows)
     except DvcException as err:
         raise UserError(f"`dvc exp show` failed: {err}") from None
-    if not rows:
-        raise UserError("`dvc exp show` lists nothing: commit the project first")
-    return rows
 
 
 @stage_main

@@ -188,6 +188,9 @@ class CardConfig(_Section):
     dataset_citation: str | None
     # Where the project's code is published (a git URL), for the card's "how to reproduce".
     repository: str | None
+    # The Hub repository the student is published under ("user/name"; the teacher's gets
+    # "-teacher"), for the card's usage snippet.
+    repo_id: str | None
 
 
 class Params(_Section):

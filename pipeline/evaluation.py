@@ -132,6 +132,18 @@ def evaluate_models(
     return metrics, all_logits
 
 
+# The figures a comparison of runs leads with (pipeline.paths.SUMMARY): test accuracy and
+# macro-F1 of every role, and the distilled student's validation accuracy, which settings are
+# chosen by. Timings and the per-variant detail stay in metrics.json.
+SUMMARY_KEYS = {"student": ("accuracy", "macro_f1", "validation_accuracy"),
+                "baseline": ("accuracy", "macro_f1"), "teacher": ("accuracy", "macro_f1")}
+
+
+def summary(metrics: dict) -> dict:
+    """The headline of `metrics` (SUMMARY_KEYS), student first."""
+    return {role: {key: metrics[role][key] for key in keys} for role, keys in SUMMARY_KEYS.items()}
+
+
 def per_class_f1(labels: np.ndarray, preds: dict[str, np.ndarray], names: list[str]) -> list[dict]:
     """One row per label of the test split: its F1 for every model (a DVC plot and a table).
 

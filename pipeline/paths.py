@@ -11,6 +11,8 @@ REPORTS = Path("reports")
 LIVE = REPORTS / "live"
 PLOTS = REPORTS / "plots"
 METRICS = REPORTS / "metrics.json"
+# The headline of metrics.json: what `dvc exp show` and `dvc metrics show` list.
+SUMMARY = REPORTS / "summary.json"
 EXPORTS = REPORTS / "export"
 # Written by the check stage, which every stage depends on (see stages/check.py).
 PARAMS_CHECK = REPORTS / "params_check.json"

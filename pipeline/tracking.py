@@ -1,23 +1,45 @@
-"""MLflow + DVCLive wiring: one MLflow run per stage, per-epoch DVC plots through DVCLive."""
+"""MLflow + DVCLive wiring: one MLflow run per stage, nested under one parent run per
+`dvc repro` / `dvc exp run`, and per-epoch DVC plots through DVCLive."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
+import socket
+import sqlite3
 import subprocess
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+import datasets
 import mlflow
+import psutil
 from dvclive import Live
+from mlflow import MlflowClient
+from mlflow.data.dataset import Dataset
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, MLflowCallback
 
+from pipeline import paths
 from pipeline.config import Params
 
 log = logging.getLogger(__name__)
+
+KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = {KIND_TAG: "custom_model_development"}
+# A local experiment's artifacts, relative to the project root (MLflow's own default folder).
+LOCAL_ARTIFACTS = "mlruns"
+# The parent run of one `dvc repro` / `dvc exp run`, and the tag that finds it again.
+PIPELINE = "pipeline"
+INVOCATION_TAG = "dvc_invocation"
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -42,9 +64,26 @@ def _git_commit() -> str | None:
     return out.stdout.strip()
 
 
+def _this_process() -> dict[str, str]:
+    """Tags that let a later stage tell whether this run's process is still alive."""
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": str(me.pid),
+            "pid_started": f"{me.create_time():.3f}"}
+
+
+def run_label() -> str:
+    """What tells one pipeline run from another in MLflow's run list: the DVC experiment's
+    name under `dvc exp run`, else the workspace at its commit."""
+    if name := os.environ.get("DVC_EXP_NAME"):
+        return name
+    commit = _git_commit()
+    return f"workspace@{commit[:7]}" if commit else "workspace"
+
+
 def run_tags(stage: str) -> dict[str, str]:
-    """Tags that lead from an MLflow run back to its code and DVC experiment."""
-    tags = {"stage": stage}
+    """Tags that lead from an MLflow run back to its code and DVC experiment, and to the
+    process that runs it."""
+    tags = {"stage": stage, **_this_process()}
     if commit := _git_commit():
         tags["git_commit"] = commit
     # Set by `dvc exp run`; absent under plain `dvc repro`.
@@ -52,6 +91,12 @@ def run_tags(stage: str) -> dict[str, str]:
         if value := os.environ.get(env):
             tags[tag] = value
     return tags
+
+
+def _project_root(cwd: Path | None = None) -> Path:
+    """The project's folder, also from inside a queued DVC experiment's copy of it."""
+    here = str((cwd or Path.cwd()).resolve())
+    return Path(here.split(f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}")[0])
 
 
 def anchored_uri(uri: str, cwd: Path | None = None) -> str:
@@ -63,41 +108,200 @@ def anchored_uri(uri: str, cwd: Path | None = None) -> str:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
         return uri
-    here = str((cwd or Path.cwd()).resolve())
-    root = Path(here.split(f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}")[0])
-    return prefix + str(root / uri.removeprefix(prefix))
+    return prefix + str(_project_root(cwd) / uri.removeprefix(prefix))
 
 
-def _configure(params: Params) -> None:
+def _keep_artifacts_relative(uri: str, experiment_id: str) -> None:
+    """Store a new experiment's artifact location relative to the project (`mlruns/<id>`).
+
+    MLflow makes a local artifact location absolute when it creates the experiment, so a moved
+    or cloned project would still point at the old machine's folder; it has no API to change
+    the location afterwards, hence the one UPDATE on its sqlite database. A tracking server
+    keeps artifacts in its own store (`mlflow-artifacts:/...`), which needs nothing.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    with closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                    (f"{LOCAL_ARTIFACTS}/{experiment_id}", int(experiment_id)))
+
+
+def _experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment's id, created on first use: a model-training experiment (MLflow's UI then
+    opens on runs, params and metric charts, not on GenAI traces)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(name, tags=EXPERIMENT_KIND)
+        except MlflowException:  # another stage created it first
+            return client.get_experiment_by_name(name).experiment_id
+        _keep_artifacts_relative(uri, experiment_id)
+        return experiment_id
+    if experiment.tags.get(KIND_TAG) != EXPERIMENT_KIND[KIND_TAG]:
+        client.set_experiment_tag(experiment.experiment_id, KIND_TAG, EXPERIMENT_KIND[KIND_TAG])
+    return experiment.experiment_id
+
+
+def _configure(params: Params) -> tuple[MlflowClient, str]:
     # The Trainer's MLflowCallback reads the environment, so the URI goes there too.
     uri = os.environ.setdefault(
         "MLFLOW_TRACKING_URI", anchored_uri(params.tracking.mlflow_uri)
     )
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", params.tracking.experiment)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
+    client = MlflowClient(uri)
+    experiment_id = _experiment(client, os.environ["MLFLOW_EXPERIMENT_NAME"], uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return client, experiment_id
+
+
+def _alive(tags: dict[str, str]) -> bool:
+    try:
+        started = psutil.Process(int(tags["pid"])).create_time()
+    except (KeyError, ValueError, psutil.Error):
+        return False
+    # A pid the system has given to a newer process is not the run's.
+    return abs(started - float(tags.get("pid_started", started))) < 1
+
+
+def mark_killed_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the experiment's runs still RUNNING whose process, on this host, is gone
+    (a stage killed mid-run cannot end its own run). Returns their ids."""
+    host = socket.gethostname().replace("'", "")
+    running = client.search_runs(
+        [experiment_id], f"attributes.status = 'RUNNING' and tags.host = '{host}'")
+    killed = [run.info.run_id for run in running if not _alive(run.data.tags)]
+    for run_id in killed:
+        client.set_terminated(run_id, "KILLED")
+    return killed
+
+
+def dvc_invocation() -> str | None:
+    """Which `dvc repro` / `dvc exp run` runs this stage: `host:pid:start time` of the DVC
+    process above it, or None outside DVC.
+
+    DVC runs each stage as its own process and gives it no run id, but one invocation is one
+    DVC process (a queued experiment: its own `dvc exp exec-run`), so the stages of one run,
+    and only they, share it.
+    """
+    if "DVC_STAGE" not in os.environ:
+        return None
+    process = psutil.Process().parent()
+    while process is not None:
+        try:
+            argv = process.cmdline()
+            if any(Path(arg).name == "dvc" for arg in argv[:2]) or argv[1:3] == ["-m", "dvc"]:
+                return f"{socket.gethostname()}:{process.pid}:{process.create_time():.0f}"
+            process = process.parent()
+        except psutil.Error:
+            return None
+    return None
+
+
+def _parent_run(client: MlflowClient, experiment_id: str, invocation: str,
+                params: dict[str, object]) -> str:
+    """The run that holds one pipeline run's stages, found by its invocation tag or created."""
+    found = client.search_runs(
+        [experiment_id], f"tags.{INVOCATION_TAG} = '{invocation}' and tags.stage = '{PIPELINE}'")
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=run_label(),
+                            tags={**run_tags(PIPELINE), INVOCATION_TAG: invocation})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def _folder_digest(folder: Path) -> str:
+    """md5 of a folder's files, names and contents, in a fixed order."""
+    digest = hashlib.md5()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepared_datasets(folder: Path = paths.PREPARED) -> list[Dataset]:
+    """The prepared splits as MLflow datasets (schema, row count, the folder's digest): what
+    every stage of the pipeline was trained or evaluated on. Empty when there is no such
+    folder."""
+    if not folder.is_dir():
+        return []
+    digest = _folder_digest(folder)
+    splits = datasets.load_from_disk(str(folder))
+    with warnings.catch_warnings():
+        # Its schema inference warns that integer columns cannot hold missing values; labels
+        # are never missing.
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        return [mlflow.data.from_huggingface(splits[split], path=folder.as_posix(),
+                                             name=f"{folder.name}/{split}", digest=digest)
+                for split in splits]
 
 
 @contextmanager
 def stage_run(stage: str, params: Params) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run for one stage, with the pipeline's params (flattened) and lineage tags."""
-    _configure(params)
-    with mlflow.start_run(run_name=stage, tags=run_tags(stage)) as run:
-        mlflow.log_params({f"pipeline.{k}": v for k, v in flatten(params.model_dump()).items()})
-        yield run
+    """An MLflow run for one stage, with the pipeline's params (flattened), lineage tags and
+    the prepared data as its input, nested under its pipeline run's parent when DVC runs it.
+
+    Runs of this host whose process died (a killed stage) are marked KILLED first.
+    """
+    client, experiment_id = _configure(params)
+    mark_killed_runs(client, experiment_id)
+    flat = {f"pipeline.{k}": v for k, v in flatten(params.model_dump()).items()}
+    data = prepared_datasets()
+    parent = None
+    if invocation := dvc_invocation():
+        parent = _parent_run(client, experiment_id, invocation, flat)
+        client.update_run(parent, status="RUNNING")
+        for key, value in _this_process().items():
+            client.set_tag(parent, key, value)
+    status = "FAILED"
+    try:
+        with mlflow.start_run(run_name=f"{stage} · {run_label()}", parent_run_id=parent,
+                              tags=run_tags(stage)) as run:
+            mlflow.log_params(flat)
+            for dataset in data:
+                mlflow.log_input(dataset, context=dataset.name.rpartition("/")[2])
+            yield run
+        status = "FINISHED"
+    finally:
+        if parent:
+            client.set_terminated(parent, status)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Log a file or folder to the active run, under the project's artifact folder when the
+    experiment's location is relative (also from a queued experiment's copy of the project)."""
+    uri = mlflow.active_run().info.artifact_uri
+    if uri.startswith(LOCAL_ARTIFACTS + "/"):
+        store = LocalArtifactRepository(str(_project_root() / uri))
+    else:
+        store = get_artifact_repository(uri)
+    if path.is_dir():
+        store.log_artifacts(str(path), artifact_path)
+    else:
+        store.log_artifact(str(path), artifact_path)
+
+
+# The Trainer's log keys that become DVC plots: the curves a user reads. The rest (runtime,
+# samples per second, learning rate, gradient norm, the end-of-training summary and its
+# single-point total_flos) stays in the MLflow run.
+PLOTTED = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_distillation_loss")
 
 
 class EpochDVCLiveCallback(DVCLiveCallback):
-    """DVCLiveCallback with one DVCLive step per epoch.
+    """DVCLiveCallback with one DVCLive step per epoch, for the PLOTTED series only.
 
     The stock callback advances the step on every Trainer log call, and the Trainer logs train
     and eval metrics separately each epoch, so its step counts log calls, not epochs.
     """
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        plotted = {k: v for k, v in (logs or {}).items() if k in PLOTTED}
+        if not plotted:
+            return
         if self.live is not None and state.epoch is not None:
             self.live.step = round(state.epoch)
-        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+        super().on_log(args, state, control, model=model, logs=plotted, **kwargs)
 
 
 class ReplayOnResume(TrainerCallback):

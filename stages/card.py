@@ -8,7 +8,7 @@ import shutil
 import datasets
 
 from pipeline import paths
-from pipeline.card import CardInputs, render, store_threshold
+from pipeline.card import CardInputs, origin, render, store_threshold
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.outputs import atomic_dir, write_text
@@ -33,7 +33,7 @@ def main() -> None:
         history = json.loads((paths.LIVE / stage / "history.json").read_text())["epochs"]
         example = ds["test"][0]["text"] if params.task == "text-classification" else None
         inputs = CardInputs(params, metrics, data, history, names, example, sources,
-                            transfer_rows)
+                            transfer_rows, origin(paths.PARAMS))
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)

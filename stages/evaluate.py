@@ -1,17 +1,16 @@
 """Stage evaluate: test-set quality, speed and size of teacher, baseline and student, and of the
 teacher's and student's ONNX exports."""
 
-import mlflow
 import numpy as np
 
 from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import stage_main
-from pipeline.evaluation import evaluate_models, write_figures
+from pipeline.evaluation import evaluate_models, summary, write_figures
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES
-from pipeline.tracking import log_metrics, stage_run
+from pipeline.tracking import log_artifact, log_metrics, stage_run
 
 
 @stage_main
@@ -26,9 +25,10 @@ def main() -> None:
         with atomic_dir(paths.PLOTS) as folder:
             write_figures(folder, np.asarray(test["label"]), logits, names, metrics, params)
         write_json(paths.METRICS, metrics)
+        write_json(paths.SUMMARY, summary(metrics))
         log_metrics(metrics)
-        mlflow.log_artifact(str(paths.METRICS))
-        mlflow.log_artifacts(str(paths.PLOTS), "plots")
+        log_artifact(paths.METRICS)
+        log_artifact(paths.PLOTS, "plots")
 
 
 if __name__ == "__main__":

@@ -167,3 +167,64 @@ def test_the_card_names_a_hidden_state_term_and_the_transfer_set():
     assert "plus **0.5 x hidden_mse**" in card and "the projection is not part of this model" in card
     assert f"teacher layer {PARAMS.student.layers}[k]" in card
     assert "soft targets also on 2,400 rows without labels" in card
+
+
+def test_usage_names_the_hub_repository_and_the_local_folder():
+    assert 'model="models/student"' in card_for()  # card.repo_id null: the local folder only
+    params = PARAMS.model_copy(update={"card": PARAMS.card.model_copy(
+        update={"repo_id": "me/distilled"})})
+    student, teacher = card_for(params=params), card_for(params=params, role="teacher")
+    assert 'pipeline("text-classification", model="me/distilled")' in student
+    assert 'model="models/student"' in student  # the local-folder form beside it
+    assert 'model="me/distilled-teacher"' in teacher and 'model="models/teacher"' in teacher
+    assert "path/to/this/folder" not in student
+
+
+@pytest.fixture
+def experiment_checkout(tmp_path, monkeypatch):
+    """A git checkout whose committed params.yaml has alpha 0.5, run as a DVC experiment that
+    set alpha 0.3 and student.layers [0, 2]."""
+    from conftest import run_checked
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for cmd in (["git", "init", "-q"], ["git", "add", "params.yaml"],
+                ["git", "-c", "user.email=t@x", "-c", "user.name=t", "commit", "-qm", "base"]):
+        run_checked(cmd, tmp_path)
+    base = run_checked(["git", "rev-parse", "HEAD"], tmp_path).strip()
+    params["alpha"] = 0.3
+    params["student"]["layers"] = [0, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", base)
+    monkeypatch.setenv("DVC_EXP_NAME", "tangy-dace")
+    return base
+
+
+def test_an_experiments_card_reproduces_that_experiment(experiment_checkout):
+    from pipeline.card import origin
+
+    found = origin(Path("params.yaml"))
+    assert found.commit == experiment_checkout[:7] and found.experiment == "tangy-dace"
+    assert found.changed == ["alpha=0.3", "student.layers=[0, 2]"]
+    params = PARAMS.model_copy(update={"alpha": 0.3})
+    inputs = CardInputs(params, METRICS, DATA, HISTORY, NAMES, "hi", SOURCES, 0, found)
+    reproduce = str(render(inputs, "student")).split("## How to reproduce")[1]
+    assert (f"git checkout {experiment_checkout[:7]}\n"
+            "dvc exp run -S alpha=0.3 -S 'student.layers=[0, 2]'\n```") in reproduce
+    assert "dvc repro" not in reproduce  # the commit's own params would make another model
+    assert "dvc exp pull origin tangy-dace" in reproduce
+    assert "dvc exp apply tangy-dace" in reproduce
+
+
+def test_a_run_of_the_committed_params_reproduces_with_dvc_repro(experiment_checkout, monkeypatch):
+    from pipeline.card import origin
+
+    monkeypatch.delenv("DVC_EXP_NAME")
+    Path("params.yaml").write_text(
+        (Path(__file__).parents[1] / "params.yaml").read_text())  # as committed
+    found = origin(Path("params.yaml"))
+    assert found.changed == [] and found.experiment is None
+    inputs = CardInputs(PARAMS, METRICS, DATA, HISTORY, NAMES, "hi", SOURCES, 0, found)
+    reproduce = str(render(inputs, "student")).split("## How to reproduce")[1]
+    assert f"git checkout {experiment_checkout[:7]}\ndvc repro\n```" in reproduce

@@ -162,8 +162,11 @@ def test_hub_token_reaches_no_output(repo):
 
 def test_epoch_logs_reach_dvc_plots(repo):
     for stage in ("teacher", "baseline", "distill"):
-        tsv = repo / f"reports/live/{stage}/plots/metrics/eval/accuracy.tsv"
-        assert len(tsv.read_text().strip().splitlines()) == 3  # header + 2 epochs
+        folder = repo / f"reports/live/{stage}/plots/metrics"
+        assert len((folder / "eval/accuracy.tsv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+        written = {p.relative_to(folder).as_posix() for p in folder.rglob("*.tsv")}
+        assert written <= {"loss.tsv", "eval/loss.tsv", "eval/accuracy.tsv", "eval/macro_f1.tsv",
+                           "eval/distillation_loss.tsv"}, written  # no runtime, flos, train/*
 
 
 def test_one_mlflow_run_per_stage(repo):
@@ -171,8 +174,20 @@ def test_one_mlflow_run_per_stage(repo):
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("distill-pipeline")
-    runs = client.search_runs([exp.experiment_id])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert exp.artifact_location == f"mlruns/{exp.experiment_id}"
+    every = client.search_runs([exp.experiment_id])
+    # One `dvc repro`: one parent run with the stages' runs inside.
+    [parent] = [r for r in every if r.data.tags["stage"] == "pipeline"]
+    runs = [r for r in every if r.data.tags["stage"] != "pipeline"]
     assert sorted(r.data.tags["stage"] for r in runs) == ["baseline", "distill", "evaluate", "teacher"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("workspace@")
+    assert all(r.info.run_name == f"{r.data.tags['stage']} · {parent.info.run_name}" for r in runs)
+    evaluate = next(r for r in runs if r.data.tags["stage"] == "evaluate")
+    assert {d.dataset.name for d in evaluate.inputs.dataset_inputs} == {
+        "prepared/train", "prepared/validation", "prepared/test"}
+    assert (repo / evaluate.info.artifact_uri / "metrics.json").is_file()
     distill = next(r for r in runs if r.data.tags["stage"] == "distill")
     assert distill.data.params["pipeline.alpha"] == "0.5"
     history = client.get_metric_history(distill.info.run_id, "eval_accuracy")
