@@ -14,6 +14,7 @@ from datasets import DatasetDict
 
 from pipeline import inference, onnx_export, oos, plots, speed
 from pipeline.config import Params
+from pipeline.inputs import reading
 from pipeline.metrics import (
     agreement,
     f1_per_label,
@@ -39,17 +40,18 @@ def _served(folders: dict[str, Path], exports: dict[str, Path], task: TextTask |
     """Every model to measure, by served name: (the model, its weights on disk, its parameter
     count). The PyTorch roles, then each exported role in each ONNX variant, with the
     processor saved beside the role's trained model."""
-    out = {}
+    out, processors = {}, {}
     for role, folder in folders.items():
-        model = load_classifier(folder, task)
-        out[role] = (inference.pytorch(model, load_saved_processor(folder), task, max_length),
-                     folder, count_parameters(model))
+        with reading(folder, ROLES[role].stage):
+            model, processors[role] = load_classifier(folder, task), load_saved_processor(folder)
+        out[role] = (inference.pytorch(model, processors[role], task, max_length), folder,
+                     count_parameters(model))
     for role, folder in exports.items():
-        processor = load_saved_processor(folders[role])
         for variant, spec in VARIANTS.items():
             path = folder / spec.file
-            out[served_name(role, variant)] = (
-                onnx_export.served(path, processor, task, max_length), path, out[role][2])
+            with reading(path, f"export@{role}"):
+                served = onnx_export.served(path, processors[role], task, max_length)
+            out[served_name(role, variant)] = (served, path, out[role][2])
     return out
 
 

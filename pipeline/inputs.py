@@ -3,6 +3,7 @@ stage that rebuilds it, whether the stage runs under `dvc repro` or by hand."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,3 +26,9 @@ def reading(path: str | Path, stage: str) -> Iterator[Path]:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is damaged ({cause[:200]}): rebuild it with "
                         f"`dvc repro --force {stage}`, or restore it with `dvc checkout {path}`.") from None
+
+
+def read_json(path: str | Path, stage: str) -> dict:
+    """A json report of `stage`."""
+    with reading(path, stage) as path:
+        return json.loads(path.read_text())

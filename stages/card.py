@@ -2,35 +2,34 @@
 exports under onnx/, model card README.md) and reports/model_card.md, rendered from measured
 figures only."""
 
-import json
 import shutil
 
 import datasets
 
-from pipeline import paths
+from pipeline import paths, prepared, soft_targets
 from pipeline.card import CardInputs, origin, render, store_threshold
 from pipeline.config import load_params
 from pipeline.errors import stage_main
+from pipeline.inputs import read_json, reading
 from pipeline.outputs import atomic_dir, write_text
-from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES
-from pipeline.soft_targets import TRANSFER
 
 
 @stage_main
 def main() -> None:
     params = load_params(paths.PARAMS)
-    metrics = json.loads(paths.METRICS.read_text())
-    data = json.loads((paths.REPORTS / "data.json").read_text())
-    ds, names = load_prepared(paths.PREPARED)
+    metrics = read_json(paths.METRICS, "evaluate")
+    data = read_json(paths.REPORTS / "data.json", prepared.STAGE)
+    ds, names = prepared.load_prepared(paths.PREPARED)
     published = [role for role, spec in ROLES.items() if spec.published]
-    sources = {role: json.loads((paths.REPORTS / f"{role}.json").read_text())["model_source"]
+    sources = {role: read_json(paths.REPORTS / f"{role}.json", ROLES[role].stage)["model_source"]
                for role in published}
-    soft = datasets.load_from_disk(str(paths.SOFT_TARGETS))
-    transfer_rows = len(soft[TRANSFER]) if TRANSFER in soft else 0
+    with reading(paths.SOFT_TARGETS, soft_targets.STAGE) as folder:
+        soft = datasets.load_from_disk(str(folder))
+    transfer_rows = len(soft[soft_targets.TRANSFER]) if soft_targets.TRANSFER in soft else 0
     for role in published:
         stage = ROLES[role].stage
-        history = json.loads((paths.LIVE / stage / "history.json").read_text())["epochs"]
+        history = read_json(paths.LIVE / stage / "history.json", stage)["epochs"]
         example = ds["test"][0]["text"] if params.task == "text-classification" else None
         inputs = CardInputs(params, metrics, data, history, names, example, sources,
                             transfer_rows, origin(paths.PARAMS))

@@ -302,3 +302,14 @@ def test_train_test_overlap_is_warned_with_examples(tmp_path):
     assert ("12 test rows also occur in train, so the test figures flatter every model; for "
             "example: 'train query 0 about balance'; 'train query 1 about balance'; "
             "'train query 2 about balance'") in out.stderr
+
+
+@pytest.mark.parametrize("stage, message", [
+    ("evaluate", "models/trained/teacher not found: the teacher stage writes it; run "
+                 "`dvc repro teacher` (or `dvc repro`) first."),
+    ("card", "reports/metrics.json not found: the evaluate stage writes it; run "
+             "`dvc repro evaluate` (or `dvc repro`) first."),
+])
+def test_the_last_stages_run_before_their_inputs(prepared, stage, message):
+    repo = prepared({})
+    assert_user_error(run_stage(repo, stage), message)
