@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import socket
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-import datasets
 import mlflow
 import psutil
 from dvclive import Live
@@ -28,10 +26,13 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, MLflowCallback
 
-from pipeline import paths
+from pipeline import paths, prepared
 from pipeline.config import Params
 
 log = logging.getLogger(__name__)
+# MLflow's schema inference for a dataset input warns, when it is logged, that integer columns
+# cannot hold missing values; the prepared labels never miss one.
+warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
 
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = {KIND_TAG: "custom_model_development"}
@@ -211,30 +212,17 @@ def _parent_run(client: MlflowClient, experiment_id: str, invocation: str,
     return run.info.run_id
 
 
-def _folder_digest(folder: Path) -> str:
-    """md5 of a folder's files, names and contents, in a fixed order."""
-    digest = hashlib.md5()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def prepared_datasets(folder: Path = paths.PREPARED) -> list[Dataset]:
-    """The prepared splits as MLflow datasets (schema, row count, the folder's digest): what
+    """The prepared splits as MLflow datasets (schema, row count, the data's digest): what
     every stage of the pipeline was trained or evaluated on. Empty when there is no such
     folder."""
     if not folder.is_dir():
         return []
-    digest = _folder_digest(folder)
-    splits = datasets.load_from_disk(str(folder))
-    with warnings.catch_warnings():
-        # Its schema inference warns that integer columns cannot hold missing values; labels
-        # are never missing.
-        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
-        return [mlflow.data.from_huggingface(splits[split], path=folder.as_posix(),
-                                             name=f"{folder.name}/{split}", digest=digest)
-                for split in splits]
+    splits, names = prepared.load_prepared(folder)
+    digest = prepared.digest(splits, names)
+    return [mlflow.data.from_huggingface(splits[split], path=folder.as_posix(),
+                                         name=f"{folder.name}/{split}", digest=digest)
+            for split in splits]
 
 
 @contextmanager

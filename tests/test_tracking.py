@@ -12,7 +12,7 @@ import yaml
 from datasets import Dataset, DatasetDict
 
 from conftest import ROOT
-from pipeline import tracking
+from pipeline import prepared, tracking
 from pipeline.config import parse_params
 
 PARAMS = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
@@ -26,8 +26,9 @@ def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE"):
         monkeypatch.delenv(name, raising=False)
-    DatasetDict({split: Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
-                 for split in ("train", "validation", "test")}).save_to_disk("data/prepared")
+    prepared.save_prepared(
+        DatasetDict({split: Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
+                     for split in ("train", "validation", "test")}), ["no", "yes"], "data/prepared")
     return tmp_path
 
 
@@ -76,7 +77,7 @@ def test_runs_are_named_by_stage_and_experiment_with_the_data_as_input(project, 
     assert run.data.params["pipeline.alpha"] == str(PARAMS.alpha)
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"prepared/train", "prepared/validation", "prepared/test"}
-    digest = tracking._folder_digest(Path("data/prepared"))
+    digest = prepared.digest(*prepared.load_prepared("data/prepared"))
     assert {d.dataset.digest for d in inputs.values()} == {digest}
     context = {t.key: t.value for t in inputs["prepared/test"].tags}
     assert context["mlflow.data.context"] == "test"
@@ -124,7 +125,7 @@ def test_a_failed_stage_fails_its_run_and_its_parent(project, monkeypatch):
 KILLED_STAGE = """
 import os, signal, yaml
 from pathlib import Path
-from pipeline import tracking
+from pipeline import prepared, tracking
 from pipeline.config import parse_params
 
 tracking.dvc_invocation = lambda: "host:400:4"
