@@ -11,12 +11,13 @@ import sqlite3
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
 import psutil
 from dvclive import Live
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.data.dataset import Dataset
 from mlflow.entities import Param
@@ -144,6 +145,18 @@ def _experiment(client: MlflowClient, name: str, uri: str) -> str:
     return experiment.experiment_id
 
 
+def _first_use(uri: str) -> AbstractContextManager:
+    """Held while a stage opens a sqlite store, which creates its tables the first time.
+
+    Two processes that open a new database at once (`dvc queue start -j 2` in a fresh clone)
+    both run MLflow's schema migrations, and one fails; the lock makes the second wait and find
+    the tables made. A tracking server needs none.
+    """
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock")
+
+
 def _configure(params: Params) -> tuple[MlflowClient, str]:
     # The Trainer's MLflowCallback reads the environment, so the URI goes there too.
     uri = os.environ.setdefault(
@@ -151,8 +164,9 @@ def _configure(params: Params) -> tuple[MlflowClient, str]:
     )
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", params.tracking.experiment)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    experiment_id = _experiment(client, os.environ["MLFLOW_EXPERIMENT_NAME"], uri)
+    with _first_use(uri):
+        client = MlflowClient(uri)
+        experiment_id = _experiment(client, os.environ["MLFLOW_EXPERIMENT_NAME"], uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     return client, experiment_id
 

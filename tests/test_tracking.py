@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -169,3 +170,36 @@ def test_the_published_folder_is_a_registered_version_from_a_queued_experiment(p
     assert client().get_run(run.info.run_id).data.tags["registered_model"] == "models:/demo-student/1"
     pulled = Path(mlflow.artifacts.download_artifacts("models:/demo-student/1", dst_path="pulled"))
     assert (pulled / "onnx/model.onnx").read_bytes() == b"onnx" and (pulled / "config.json").is_file()
+
+
+TWO_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import yaml
+from pipeline import tracking
+from pipeline.config import parse_params
+
+params = parse_params(yaml.safe_load(Path({params!r}).read_text()))
+Path(sys.argv[1] + ".ready").touch()
+while not Path("go").exists():
+    time.sleep(0.01)
+with tracking.stage_run(sys.argv[1], params):
+    pass
+"""
+
+
+def test_two_queued_experiments_can_open_a_new_database_at_once(project):
+    # `dvc queue start -j 2` in a fresh clone: both first stages create the sqlite tables.
+    script = TWO_AT_ONCE.format(params=str(ROOT / "params.yaml"))
+    stages = [subprocess.Popen([sys.executable, "-c", script, stage],
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+              for stage in ("distill", "baseline")]
+    while not all(Path(f"{stage}.ready").exists() for stage in ("distill", "baseline")):
+        assert all(s.poll() is None for s in stages), stages[0].communicate()[0][-2000:]
+        time.sleep(0.05)
+    Path("go").touch()
+    for stage in stages:
+        out = stage.communicate()[0].decode()
+        assert stage.returncode == 0, out[-3000:]
+    assert sorted(r.data.tags["stage"] for r in runs()) == ["baseline", "distill"]
