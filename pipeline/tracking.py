@@ -11,15 +11,17 @@ import sqlite3
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
 import psutil
 from dvclive import Live
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.data.dataset import Dataset
 from mlflow.entities import Param
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
@@ -143,6 +145,18 @@ def _experiment(client: MlflowClient, name: str, uri: str) -> str:
     return experiment.experiment_id
 
 
+def _first_use(uri: str) -> AbstractContextManager:
+    """Held while a stage opens a sqlite store, which creates its tables the first time.
+
+    Two processes that open a new database at once (`dvc queue start -j 2` in a fresh clone)
+    both run MLflow's schema migrations, and one fails; the lock makes the second wait and find
+    the tables made. A tracking server needs none.
+    """
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock")
+
+
 def _configure(params: Params) -> tuple[MlflowClient, str]:
     # The Trainer's MLflowCallback reads the environment, so the URI goes there too.
     uri = os.environ.setdefault(
@@ -150,8 +164,9 @@ def _configure(params: Params) -> tuple[MlflowClient, str]:
     )
     os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", params.tracking.experiment)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    experiment_id = _experiment(client, os.environ["MLFLOW_EXPERIMENT_NAME"], uri)
+    with _first_use(uri):
+        client = MlflowClient(uri)
+        experiment_id = _experiment(client, os.environ["MLFLOW_EXPERIMENT_NAME"], uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     return client, experiment_id
 
@@ -256,18 +271,51 @@ def stage_run(stage: str, params: Params) -> Iterator[mlflow.ActiveRun]:
             client.set_terminated(parent, status)
 
 
-def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    """Log a file or folder to the active run, under the project's artifact folder when the
+def _artifact_store(uri: str):
+    """The store behind an artifact URI, under the project's artifact folder when the
     experiment's location is relative (also from a queued experiment's copy of the project)."""
-    uri = mlflow.active_run().info.artifact_uri
     if uri.startswith(LOCAL_ARTIFACTS + "/"):
-        store = LocalArtifactRepository(str(_project_root() / uri))
-    else:
-        store = get_artifact_repository(uri)
+        return LocalArtifactRepository(str(_project_root() / uri))
+    return get_artifact_repository(uri)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Log a file or folder to the active run."""
+    store = _artifact_store(mlflow.active_run().info.artifact_uri)
     if path.is_dir():
         store.log_artifacts(str(path), artifact_path)
     else:
         store.log_artifact(str(path), artifact_path)
+
+
+# The run tags a registered model version carries: where its code and DVC experiment are.
+LINEAGE = ("git_commit", "dvc_experiment", "dvc_baseline_rev")
+# The card run's tag that leads from the run to the version it registered.
+REGISTERED_TAG = "registered_model"
+
+
+def register_model(folder: Path, name: str) -> ModelVersion:
+    """Log `folder` as a model of the active run (MLflow 3's logged model, files as they are)
+    and register it as a new version of `name` in the Model Registry, tagged with the run's
+    git commit and DVC experiment.
+
+    The folder goes up unchanged (weights, card, ONNX files): `mlflow.transformers.log_model`
+    would reload the model and may look its card up on the Hub.
+    """
+    run = mlflow.active_run()
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    lineage = {key: tags[key] for key in LINEAGE if key in tags}
+    model = mlflow.initialize_logged_model(name=folder.name, source_run_id=run.info.run_id,
+                                           tags=lineage, model_type="transformers")
+    try:
+        _artifact_store(model.artifact_location).log_artifacts(str(folder))
+    except BaseException:
+        mlflow.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    version = mlflow.register_model(f"models:/{model.model_id}", name, tags=lineage)
+    mlflow.set_tag(REGISTERED_TAG, f"models:/{name}/{version.version}")
+    return version
 
 
 # The Trainer's log keys that become DVC plots: the curves a user reads. The rest (runtime,

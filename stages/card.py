@@ -1,6 +1,7 @@
 """Stage card: the publishable folders models/student and models/teacher (weights, their ONNX
 exports under onnx/, model card README.md) and reports/model_card.md, rendered from measured
-figures only."""
+figures only. The published student goes to the stage's MLflow run and into the Model Registry,
+as a new version of `card.model_name`."""
 
 import shutil
 
@@ -13,6 +14,7 @@ from pipeline.errors import stage_main
 from pipeline.inputs import read_json, reading
 from pipeline.outputs import atomic_dir, write_text
 from pipeline.registry import ROLES
+from pipeline.tracking import register_model, stage_run
 
 
 @stage_main
@@ -43,6 +45,8 @@ def main() -> None:
             (folder / "README.md").write_text(card)
         if role == "student":
             write_text(paths.REPORTS / "model_card.md", card)
+    with stage_run("card", params):
+        register_model(paths.release("student"), params.card.model_name)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ def test_one_mlflow_run_per_stage(repo):
     # One `dvc repro`: one parent run with the stages' runs inside.
     [parent] = [r for r in every if r.data.tags["stage"] == "pipeline"]
     runs = [r for r in every if r.data.tags["stage"] != "pipeline"]
-    assert sorted(r.data.tags["stage"] for r in runs) == ["baseline", "distill", "evaluate", "teacher"]
+    assert sorted(r.data.tags["stage"] for r in runs) == [
+        "baseline", "card", "distill", "evaluate", "teacher"]
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("workspace@")
     assert all(r.info.run_name == f"{r.data.tags['stage']} · {parent.info.run_name}" for r in runs)

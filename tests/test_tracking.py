@@ -2,8 +2,10 @@
 one parent per pipeline run, the data as input, relative artifacts, killed runs."""
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -147,3 +149,57 @@ def test_a_killed_stage_run_is_marked_killed_by_the_next_stage(project, monkeypa
         assert tracking.mark_killed_runs(client(), runs()[0].info.experiment_id) == []
     status = {r.data.tags["stage"]: r.info.status for r in runs()}
     assert status == {"pipeline": "KILLED", "evaluate": "KILLED", "card": "FINISHED"}
+
+
+def test_the_published_folder_is_a_registered_version_from_a_queued_experiment(project, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "tangy-dace")
+    copy = project / ".dvc/tmp/exps/tmpabc"
+    (copy / "models/student/onnx").mkdir(parents=True)
+    (copy / "models/student/config.json").write_text("{}")
+    (copy / "models/student/onnx/model.onnx").write_bytes(b"onnx")
+    monkeypatch.chdir(copy)
+    with tracking.stage_run("card", PARAMS) as run:
+        version = tracking.register_model(Path("models/student"), "demo-student")
+    monkeypatch.chdir(project)
+    shutil.rmtree(copy)  # DVC removes a queued experiment's copy when it ends
+    [registered] = client().search_model_versions("name = 'demo-student'")
+    assert str(registered.version) == str(version.version) == "1"
+    assert registered.run_id == run.info.run_id
+    # The lineage the run has (a git commit too, in a git repository; this folder is none).
+    assert registered.tags == {"dvc_experiment": "tangy-dace"}
+    assert client().get_run(run.info.run_id).data.tags["registered_model"] == "models:/demo-student/1"
+    pulled = Path(mlflow.artifacts.download_artifacts("models:/demo-student/1", dst_path="pulled"))
+    assert (pulled / "onnx/model.onnx").read_bytes() == b"onnx" and (pulled / "config.json").is_file()
+
+
+TWO_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import yaml
+from pipeline import tracking
+from pipeline.config import parse_params
+
+params = parse_params(yaml.safe_load(Path({params!r}).read_text()))
+Path(sys.argv[1] + ".ready").touch()
+while not Path("go").exists():
+    time.sleep(0.01)
+with tracking.stage_run(sys.argv[1], params):
+    pass
+"""
+
+
+def test_two_queued_experiments_can_open_a_new_database_at_once(project):
+    # `dvc queue start -j 2` in a fresh clone: both first stages create the sqlite tables.
+    script = TWO_AT_ONCE.format(params=str(ROOT / "params.yaml"))
+    stages = [subprocess.Popen([sys.executable, "-c", script, stage],
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+              for stage in ("distill", "baseline")]
+    while not all(Path(f"{stage}.ready").exists() for stage in ("distill", "baseline")):
+        assert all(s.poll() is None for s in stages), stages[0].communicate()[0][-2000:]
+        time.sleep(0.05)
+    Path("go").touch()
+    for stage in stages:
+        out = stage.communicate()[0].decode()
+        assert stage.returncode == 0, out[-3000:]
+    assert sorted(r.data.tags["stage"] for r in runs()) == ["baseline", "distill"]
