@@ -104,6 +104,10 @@ def training_arguments(
         # summed over tokens and divided by the global count; a classifier's loss is the batch
         # mean (it ignores the count), so training and validation losses came out doubled.
         average_tokens_across_devices=False,
+        # Every trainable weight gets a gradient each step, the hidden_mse projection too,
+        # which runs outside the model's forward, where DDP's search for unused ones would
+        # count it unused and then fail when its gradient arrives.
+        ddp_find_unused_parameters=False,
     )
 
 

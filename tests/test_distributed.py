@@ -13,6 +13,7 @@ import mlflow
 import pytest
 import yaml
 from datasets import Dataset
+from safetensors import safe_open
 
 from conftest import ROOT, run_checked, scratch_project, tiny_bert
 from pipeline import checkpoints, distributed, tracking
@@ -113,6 +114,20 @@ def test_two_processes_train_and_rank_0_alone_writes_and_tracks(repo):
     experiment = client.get_experiment_by_name(RAW["tracking"]["experiment"])
     stages = [r.data.tags["stage"] for r in client.search_runs([experiment.experiment_id])]
     assert sorted(stages) == ["baseline", "pipeline"]
+
+
+def test_distillation_with_a_learned_projection_in_two_processes(repo):
+    """hidden_mse trains a projection outside the model's forward; the validation objective
+    is summed over both processes' rows."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["teacher"]["train"].update(epochs=1, batch_size=4)
+    params["features"]["loss"] = "hidden_mse"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_checked(["dvc", "repro", "distill"], repo)
+    student = json.loads((repo / "reports/student.json").read_text())
+    assert student["batch"]["processes"] == 2 and student["validation"]["distillation_loss"] > 0
+    with safe_open(repo / "models/trained/student/model.safetensors", "pt") as weights:
+        assert not [key for key in weights.keys() if "projection" in key]  # training-only
 
 
 def free_port() -> int:
