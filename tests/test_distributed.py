@@ -70,6 +70,8 @@ def test_only_rank_0_clears_stale_checkpoints(tmp_path):
     assert (folder / checkpoints.STAMP).read_text() == "this"
 
 
+# gloo processes on the CPU on any machine: a 1-GPU machine would refuse 2 processes.
+CPU = {"CUDA_VISIBLE_DEVICES": ""}
 INTENTS = {"balance": ["whats my balance", "money in checking", "savings balance please"],
            "transfer": ["send 20 dollars to sam", "move money to savings", "wire cash to mom"],
            "oos": ["tell me a joke", "who won the match", "capital of peru"]}
@@ -95,7 +97,7 @@ def repo(tmp_path_factory):
     params["student"].update(layers=[1], freeze_word_embeddings=True)
     params["distributed"].update(nproc_per_node=2, nnodes=1)
     scratch_project(repo, params)
-    run_checked(["dvc", "repro", "baseline"], repo)
+    run_checked(["dvc", "repro", "baseline"], repo, CPU)
     return repo
 
 
@@ -123,7 +125,7 @@ def test_distillation_with_a_learned_projection_in_two_processes(repo):
     params["teacher"]["train"].update(epochs=1, batch_size=4)
     params["features"]["loss"] = "hidden_mse"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_checked(["dvc", "repro", "distill"], repo)
+    run_checked(["dvc", "repro", "distill"], repo, CPU)
     student = json.loads((repo / "reports/student.json").read_text())
     assert student["batch"]["processes"] == 2 and student["validation"]["distillation_loss"] > 0
     with safe_open(repo / "models/trained/student/model.safetensors", "pt") as weights:
@@ -143,7 +145,7 @@ def test_two_nodes_on_localhost_train_as_one_job(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["distributed"].update(nproc_per_node=1, nnodes=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PET_RDZV_BACKEND": "c10d", "PET_RDZV_ID": "test",
+    env = {**os.environ, **CPU, "PET_RDZV_BACKEND": "c10d", "PET_RDZV_ID": "test",
            "PET_RDZV_ENDPOINT": f"127.0.0.1:{free_port()}"}
     worker = subprocess.Popen(
         ["torchrun", "--nnodes", "2", "--nproc-per-node", "1", "-m", "stages.baseline"],
