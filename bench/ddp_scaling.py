@@ -1,4 +1,4 @@
-"""Training throughput of the baseline student in 1, 2, ... processes (DDP through the Trainer).
+"""Training throughput of the baseline student in 1, 2, ... processes (DDP through the Trainer); text tasks.
 
     for n in 1 2 4; do
       OMP_NUM_THREADS=$(( $(nproc) / n )) torchrun --nproc-per-node $n -m bench.ddp_scaling \
