@@ -173,6 +173,15 @@ class ExportConfig(_Section):
     vocabulary: Literal["full", "training"]
 
 
+class DistributedConfig(_Section):
+    # Processes per machine for the training stages (one per GPU; on a CPU, gloo processes that
+    # share its cores). The global batch is train.batch_size x nproc_per_node x nnodes.
+    nproc_per_node: int = Field(gt=0)
+    # Machines; each runs the same command, with the rendezvous from torchrun's PET_*
+    # environment (README: several machines).
+    nnodes: int = Field(gt=0)
+
+
 class TrackingConfig(_Section):
     mlflow_uri: str
     experiment: str
@@ -205,6 +214,7 @@ class Params(_Section):
     soft_targets: SoftTargetsConfig
     evaluate: EvaluateConfig
     export: ExportConfig
+    distributed: DistributedConfig
     tracking: TrackingConfig
     card: CardConfig
 

@@ -201,10 +201,12 @@ class DistillationTrainer(Trainer):
             output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
         finally:
             objective_values, self._objective = self._objective, None
-        total = sum(n for _, n in objective_values)
-        output.metrics[f"{metric_key_prefix}_distillation_loss"] = (
-            sum(value * n for value, n in objective_values) / total
-        )
+        # Under DDP each process saw its share of the rows: sum over every process.
+        weighted, total = self.accelerator.reduce(torch.tensor(
+            [sum(value * n for value, n in objective_values),
+             sum(n for _, n in objective_values)], dtype=torch.float64, device=self.args.device),
+            reduction="sum").tolist()
+        output.metrics[f"{metric_key_prefix}_distillation_loss"] = weighted / total
         return output
 
 

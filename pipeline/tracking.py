@@ -28,7 +28,7 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, MLflowCallback
 
-from pipeline import paths, prepared
+from pipeline import distributed, paths, prepared
 from pipeline.config import Params
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,12 @@ def stage_run(stage: str, params: Params) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run for one stage, with the pipeline's params (flattened), lineage tags and
     the prepared data as its input, nested under its pipeline run's parent when DVC runs it.
 
-    Runs of this host whose process died (a killed stage) are marked KILLED first.
+    Runs of this host whose process died (a killed stage) are marked KILLED first. Under
+    torchrun only rank 0 has a run (the others yield None): one run per stage.
     """
+    if not distributed.is_main():
+        yield None
+        return
     client, experiment_id = _configure(params)
     mark_killed_runs(client, experiment_id)
     flat = {f"pipeline.{k}": v for k, v in flatten(params.model_dump()).items()}
@@ -366,8 +370,12 @@ def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
     """Trainer callbacks that log every epoch to the active MLflow run and to DVCLive.
 
     DVCLive writes its plots under `live_dir` only: dvc.yaml declares them (dvcyaml=False), and
-    `dvc exp run` records the experiment itself (save_dvc_exp=False).
+    `dvc exp run` records the experiment itself (save_dvc_exp=False). Processes other than
+    rank 0 get none: Live has no rank logic of its own.
     """
+    if not distributed.is_main():
+        yield []
+        return
     live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False)
     try:
         loggers = [MLflowCallback(), EpochDVCLiveCallback(live=live)]
@@ -377,6 +385,9 @@ def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
 
 
 def log_metrics(metrics: dict) -> None:
+    # Other ranks have no active run; MLflow would start a stray one.
+    if not distributed.is_main():
+        return
     mlflow.log_metrics(
         {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
     )

@@ -20,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from pipeline import checkpoints, paths
+from pipeline import checkpoints, distributed, paths
 from pipeline.config import Params, TrainConfig
 from pipeline.metrics import accuracy_and_f1
 from pipeline.numerics import mixed_precision
@@ -96,6 +96,18 @@ def training_arguments(
         report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
+        # Without use_cpu, Accelerate gives processes on a machine without a GPU no process
+        # group, and each would train alone. A backend set for one process fails.
+        use_cpu=not cuda,
+        ddp_backend=("nccl" if cuda else "gloo") if distributed.world_size() > 1 else None,
+        # On, the Trainer multiplies each process's loss by the process count, expecting a loss
+        # summed over tokens and divided by the global count; a classifier's loss is the batch
+        # mean (it ignores the count), so training and validation losses came out doubled.
+        average_tokens_across_devices=False,
+        # Every trainable weight gets a gradient each step, the hidden_mse projection too,
+        # which runs outside the model's forward, where DDP's search for unused ones would
+        # count it unused and then fail when its gradient arrives.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -104,24 +116,20 @@ def train_classifier(
     processor: Processor,
     train: Dataset,
     validation: Dataset,
-    cfg: TrainConfig,
-    seed: int,
-    run_name: str,
+    args: TrainingArguments,
     callbacks: list[TrainerCallback],
-    checkpoint_dir: Path,
     resume_from: Path | None = None,
     make_trainer: TrainerFactory = Trainer,
     carry: tuple[str, ...] = (),
     fit: bool = True,
-    group_by_length: bool = True,
 ) -> dict:
     """Train in place; return the final validation metrics and the training time.
 
-    Checkpoints go to `checkpoint_dir` each epoch; `resume_from` is one of them to continue.
+    Checkpoints go to `args.output_dir` each epoch; `resume_from` is one of them to continue.
     `carry` names dataset columns the Trainer's loss reads (the distillation's teacher logits).
     With `fit` false the model is only evaluated (an already fine-tuned teacher).
     """
-    args = training_arguments(cfg, seed, checkpoint_dir, run_name, group_by_length)
+    run_name = args.run_name
     trainer = make_trainer(
         model=model,
         args=args,
@@ -155,8 +163,16 @@ def train_classifier(
         "validation": validation,
         # Timing varies run to run; it lives under its own key so the rest compares exactly.
         "timing": {"train_seconds": seconds, "device": str(args.device)},
+        # A result depends on the global batch; processes x per-device batch says how it ran.
+        "batch": {"per_device": args.per_device_train_batch_size, "processes": args.world_size,
+                  "global": global_batch(args)},
         "history": epoch_history(trainer.state.log_history),
     }
+
+
+def global_batch(args: TrainingArguments) -> int:
+    """Training rows per optimizer step, over every process (and GPU) of the run."""
+    return args.train_batch_size * args.world_size * args.gradient_accumulation_steps
 
 
 # Trainer log keys -> per-epoch history columns. "loss" is the training objective of the
@@ -196,21 +212,32 @@ def fit_and_save(
     """A training stage's work: train with tracking, then write models/trained/<role>,
     reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all).
 
+    Under torchrun every process trains its share and rank 0 alone writes and tracks.
     `source` says where the model's starting weights came from (a Hub id and commit, or none);
     the report keeps it, so that the card can name them exactly."""
+    distributed.check_launch(params.distributed)
     task = get_task(params.task)
     encoded = task.encode(ds, processor, params.data.max_length)
     checkpoint_dir = paths.checkpoints(stage)
-    stamp = checkpoints.fingerprint(stage, params, model, encoded["train"], encoded["validation"])
-    resume_from = checkpoints.latest(checkpoint_dir, stamp) if fit else None
+    args = training_arguments(cfg, params.seed_of(role), checkpoint_dir, stage,
+                              task.group_by_length)
+    stamp = checkpoints.fingerprint(stage, params, global_batch(args), model, encoded["train"],
+                                    encoded["validation"])
+    resume_from = None
+    if fit:
+        # Rank 0 clears stale checkpoints first; the others then find what it kept.
+        with args.main_process_first(local=False, desc="checkpoint lookup"):
+            lookup = checkpoints.latest if distributed.is_main() else checkpoints.find
+            resume_from = lookup(checkpoint_dir, stamp)
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
-            model, processor, encoded["train"], encoded["validation"], cfg, params.seed_of(role),
-            stage, callbacks, checkpoint_dir, resume_from=resume_from, make_trainer=make_trainer,
-            carry=carry, fit=fit, group_by_length=task.group_by_length,
+            model, processor, encoded["train"], encoded["validation"], args, callbacks,
+            resume_from=resume_from, make_trainer=make_trainer, carry=carry, fit=fit,
         )
         history = report.pop("history")
         log_metrics(report)
+    if not distributed.is_main():
+        return report
     report["model_source"] = source
     with atomic_dir(paths.trained(role)) as folder:
         model.save_pretrained(folder)

@@ -1,6 +1,7 @@
 """dvc.yaml says what each stage runs: its script and every `pipeline` module it imports,
 directly or through another module, and nothing it does not read."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -12,8 +13,8 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def script(stage: dict) -> str:
-    words = stage["cmd"].split()
-    return words[words.index("-m") + 1].replace(".", "/") + ".py"
+    # A training stage's command runs the same module through python or torchrun.
+    return re.search(r"-m (stages\.\w+)", stage["cmd"]).group(1).replace(".", "/") + ".py"
 
 
 def test_every_stage_lists_exactly_the_code_it_imports():
