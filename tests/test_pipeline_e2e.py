@@ -42,19 +42,24 @@ def write_tiny_data(folder: Path) -> None:
                     writer.writerow([f"{queries[i % 3]} ({split} {i})", label])
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo")
+def tiny_params(epochs: int) -> dict:
+    """The shipped params on data/tiny (write_tiny_data) with tiny models and `epochs`."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(source="data/tiny", watch="data/tiny")
     params["teacher"]["config_overrides"] = TINY_MODEL
-    tiny_train = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
+    tiny_train = {"epochs": epochs, "batch_size": 8, "learning_rate": 1e-3}
     params["teacher"]["train"].update(tiny_train)
     params["student"]["train"].update(tiny_train)
     params["student"].update(layers=[1], freeze_word_embeddings=True)
     params["evaluate"].update(latency_runs=3, latency_warmup=1)
+    return params
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
     write_tiny_data(repo / "data" / "tiny")
-    scratch_project(repo, params, {"HF_TOKEN": TOKEN})
+    scratch_project(repo, tiny_params(epochs=2), {"HF_TOKEN": TOKEN})
     run(["dvc", "repro"], repo)
     return repo
 

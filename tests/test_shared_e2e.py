@@ -14,8 +14,8 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT, run_checked, scratch_project
-from test_pipeline_e2e import TINY_MODEL, write_tiny_data
+from conftest import run_checked, scratch_project
+from test_pipeline_e2e import tiny_params, write_tiny_data
 
 EXPERIMENT = "shared-tiny"
 
@@ -54,16 +54,8 @@ def server(tmp_path_factory):
 def repo(tmp_path_factory, server):
     """The tiny pipeline, run once with `dvc exp run` against the server, results committed."""
     repo = tmp_path_factory.mktemp("shared")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(source="data/tiny", watch="data/tiny")
-    params["teacher"]["config_overrides"] = TINY_MODEL
-    tiny_train = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3}
-    params["teacher"]["train"].update(tiny_train)
-    params["student"]["train"].update(tiny_train)
-    params["student"].update(layers=[1], freeze_word_embeddings=True)
-    params["evaluate"].update(latency_runs=3, latency_warmup=1)
     write_tiny_data(repo / "data" / "tiny")
-    scratch_project(repo, params)
+    scratch_project(repo, tiny_params(epochs=1))
     run_checked(["dvc", "exp", "run", "--name", EXPERIMENT], repo,
                 {"MLFLOW_TRACKING_URI": server[0]})
     run_checked(["git", "add", "-A"], repo)
