@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -42,6 +42,8 @@ class CardInputs:
     transfer_rows: int = 0
     # What reproduces the run (None: not in a git checkout).
     origin: Origin | None = None
+    # role -> its export stage's report (reports/export/<role>.json): how its int8 file is made.
+    exports: dict[str, dict] = field(default_factory=dict)
 
 
 def _git(*args: str) -> str | None:
@@ -192,6 +194,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         data=inputs.data,
         example_text=(inputs.example_text or "").replace('"', "'"),
         versions=_versions(),
+        quantized_embeddings=inputs.exports.get(role, {}).get("embeddings", "int8"),
         origin=inputs.origin,
         set_params=" ".join(f"-S {shlex.quote(c)}" for c in inputs.origin.changed)
         if inputs.origin else "",

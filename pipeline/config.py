@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import UserError
 
@@ -171,6 +171,17 @@ class ExportConfig(_Section):
     int8_tolerance: float = Field(ge=0, le=1)
     # full, or training: the word embeddings keep only the tokens of the training split.
     vocabulary: Literal["full", "training"]
+    # How the int8 file stores its embedding tables: int8, or int4 by blocks of a row.
+    embeddings: Literal["int8", "int4"]
+    # int4: values of a row sharing one scale; ONNX Runtime takes a power of two from 16.
+    embeddings_block_size: int = Field(ge=16)
+
+    @field_validator("embeddings_block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (16, 32, 64, ...), got {value}")
+        return value
 
 
 class DistributedConfig(_Section):

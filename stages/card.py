@@ -29,12 +29,14 @@ def main() -> None:
     with reading(paths.SOFT_TARGETS, soft_targets.STAGE) as folder:
         soft = datasets.load_from_disk(str(folder))
     transfer_rows = len(soft[soft_targets.TRANSFER]) if soft_targets.TRANSFER in soft else 0
+    exports = {role: read_json(paths.EXPORTS / f"{role}.json", f"export@{role}")
+               for role in published}
     for role in published:
         stage = ROLES[role].stage
         history = read_json(paths.LIVE / stage / "history.json", stage)["epochs"]
         example = ds["test"][0]["text"] if params.task == "text-classification" else None
         inputs = CardInputs(params, metrics, data, history, names, example, sources,
-                            transfer_rows, origin(paths.PARAMS))
+                            transfer_rows, origin(paths.PARAMS), exports)
         card = str(render(inputs, role))
         with atomic_dir(paths.release(role)) as folder:
             shutil.copytree(paths.trained(role), folder, dirs_exist_ok=True)

@@ -41,7 +41,8 @@ def main() -> None:
         result = onnx_export.export(
             model, processor, task, validation[task.column], np.asarray(validation["label"]),
             out, max_length, params.evaluate.batch_size, cfg.logits_tolerance,
-            cfg.int8_tolerance, ROLES[role].title, keep)
+            cfg.int8_tolerance, ROLES[role].title, keep,
+            onnx_export.Embeddings(bits=int(cfg.embeddings[3:]), block_size=cfg.embeddings_block_size))
         sizes = {f"{name}_mb": (out / spec.file).stat().st_size / 2**20
                  for name, spec in VARIANTS.items()}
     report = {**dataclasses.asdict(result), **vocabulary, **sizes}

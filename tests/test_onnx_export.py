@@ -119,3 +119,41 @@ def test_a_pruned_vocabulary_keeps_the_training_tokens_and_maps_the_rest_to_unkn
     full.mkdir()
     run_export(model, full, labels)
     assert (tmp_path / onnx_export.FP32).stat().st_size < (full / onnx_export.FP32).stat().st_size
+
+
+def int4_table(path, name: str) -> np.ndarray:
+    """An embedding table of a quantized file, decoded from its 4-bit blocks: (q - zero point)
+    x scale, one scale and zero point per block of a row."""
+    from onnx import load, numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in load(str(path)).graph.initializer}
+    q = inits[f"{name}_Q4"].astype(np.float32)
+    scales, zeros = inits[f"{name}_scales"], inits[f"{name}_zero_points"].astype(np.float32)
+    block = q.shape[1] // scales.shape[1]
+    return (q - np.repeat(zeros, block, axis=1)) * np.repeat(scales, block, axis=1)
+
+
+def test_int4_embeddings_round_each_row_to_its_blocks_and_shrink_the_file(tmp_path):
+    model = tiny_bert(layers=2)
+    labels = predictions(model)
+    int8_folder, int4_folder = tmp_path / "int8", tmp_path / "int4"
+    int8_folder.mkdir()
+    int4_folder.mkdir()
+    run_export(model, int8_folder, labels)
+    result = onnx_export.export(model, tokenizer(), TEXT, QUERIES, labels, int4_folder,
+                                max_length=32, batch_size=16, logits_tolerance=1e-4,
+                                int8_tolerance=0.2, name="student",
+                                embeddings=onnx_export.Embeddings(bits=4, block_size=16))
+    assert result.embeddings == "int4" and result.int8_validation_accuracy >= 0.8
+    path = int4_folder / onnx_export.INT8
+    table = model.bert.embeddings.word_embeddings.weight.detach().numpy()
+    decoded = int4_table(path, "model.bert.embeddings.word_embeddings.weight")
+    assert decoded.shape == table.shape == (120, 32)
+    # Every value within half a step of its block (16 steps between the block's extremes).
+    step = (np.maximum(table.reshape(120, 2, 16).max(-1), 0)
+            - np.minimum(table.reshape(120, 2, 16).min(-1), 0)) / 15
+    assert (np.abs(decoded - table) <= np.repeat(step, 16, axis=1) / 2 + 1e-6).all()
+    assert path.stat().st_size < (int8_folder / onnx_export.INT8).stat().st_size
+    served = onnx_export.served(path, tokenizer(), TEXT, 32)
+    agree = inference.logits(served, TEXT, QUERIES, 16).argmax(-1) == labels
+    assert agree.mean() == result.int8_validation_accuracy

@@ -147,6 +147,8 @@ def test_the_onnx_exports_are_checked_measured_and_published(repo):
         assert report["fp32_validation_accuracy"] == metrics[role]["validation_accuracy"]
         assert report["int8_validation_accuracy"] == metrics[f"{role}_onnx_int8"]["validation_accuracy"]
         assert metrics[f"{role}_onnx_fp32"]["accuracy"] == metrics[role]["accuracy"]
+        # The params' default: the embedding tables in 4-bit blocks, unless a remedy kept fp32.
+        assert report["embeddings"] == ("fp32" if report["remedy"] == "fp32_embeddings" else "int4")
     # The card's snippet, as a user runs it on the published folder.
     folder = repo / "models/student"
     session = ort.InferenceSession(str(folder / "onnx/model_quantized.onnx"))
@@ -155,6 +157,8 @@ def test_the_onnx_exports_are_checked_measured_and_published(repo):
     assert AutoConfig.from_pretrained(folder).id2label[int(np.argmax(logits[0]))] in INTENTS
     card = (folder / "README.md").read_text()
     assert "| distilled student, ONNX int8 |" in card and "onnx/model_quantized.onnx" in card
+    assert ("`GatherBlockQuantized`" in card) == (json.loads(
+        (repo / "reports/export/student.json").read_text())["embeddings"] == "int4")
     assert (repo / "models/teacher/onnx/model.onnx").exists()
 
 
