@@ -235,6 +235,45 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     assert stages_run(out) == {"check", "distill", "export@student", "evaluate", "card"}
 
 
+def test_two_queued_experiments_run_at_once_into_the_projects_mlflow(repo):
+    """`dvc queue start -j 2`: each experiment runs in its own copy under .dvc/tmp/exps, at the
+    same time as the other, and both log to the project's mlflow.db and mlruns/."""
+    import dvc.api
+    import mlflow
+
+    alphas = {"queued-alpha-02": "0.2", "queued-alpha-08": "0.8"}
+    for name, alpha in alphas.items():
+        run(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"alpha={alpha}"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.monotonic() + 900
+    while any(s in (status := run(["dvc", "queue", "status"], repo)) for s in ("Queued", "Running")):
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert all(any(name in line and "Success" in line for line in status.splitlines())
+               for name in alphas), status
+
+    shown = {row["Experiment"]: row for row in dvc.api.exp_show(str(repo)) if row["Experiment"] in alphas}
+    assert {name: str(row["alpha"]) for name, row in shown.items()} == alphas
+    assert all(0.0 <= row["student.accuracy"] <= 1.0 for row in shown.values())
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("distill-pipeline")
+    parents = []
+    for name, alpha in alphas.items():
+        [parent] = client.search_runs(
+            [exp.experiment_id], f"tags.stage = 'pipeline' and tags.dvc_experiment = '{name}'")
+        assert parent.info.run_name == name and parent.info.status == "FINISHED"
+        assert parent.data.params["pipeline.alpha"] == alpha
+        stages = {r.data.tags["stage"]: r for r in client.search_runs(
+            [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+        assert sorted(stages) == ["card", "distill", "evaluate"]
+        assert stages["distill"].data.params["pipeline.alpha"] == alpha
+        assert (repo / stages["evaluate"].info.artifact_uri / "metrics.json").is_file()
+        parents.append(parent.info)
+    # The two pipeline runs were under way at the same moment.
+    assert max(r.start_time for r in parents) < min(r.end_time for r in parents)
+
+
 def test_exp_run_student_seed_repeats_the_students_with_the_teacher_fixed(repo):
     out = run(["dvc", "exp", "run", "-S", "student.seed=7"], repo)
     assert stages_run(out) == {"check", "baseline", "distill", "export@student", "evaluate", "card"}
