@@ -2,6 +2,7 @@
 what it is; and DVCLive writes only the curves a user reads."""
 
 import json
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from conftest import ROOT
 from pipeline.tracking import PLOTTED, EpochDVCLiveCallback
 
 LIVE_CURVES = ("Validation accuracy by epoch", "Validation cross-entropy by epoch",
-               "Training loss by epoch (the distilled student's is the distillation objective)")
+               "Training loss by epoch (for the distilled student, its distillation objective)")
 CONFUSION = "Confusions of the distilled student (test)"
 F1 = "Per-class F1 on test, distilled student vs teacher (one dot per label)"
 GRID = "Distilled student test accuracy over alpha and temperature (python -m pipeline.compare)"
@@ -35,6 +36,17 @@ def test_every_plot_is_shown_once_and_only_the_declared_ones(shown):
     assert list(plots) == [*LIVE_CURVES, CONFUSION, F1, GRID, *FIGURES]
     assert all(len(entries) == 1 for entries in plots.values())
     assert [plots[f][0]["type"] for f in FIGURES] == ["image"] * 4
+
+
+def test_every_plot_renders_in_the_html_page(tmp_path):
+    """DVC writes each plot's title, as the element id, into a single-quoted JavaScript string
+    (`vegaEmbed('#<id>', spec)`): a quote in a title breaks that line and the plot never shows."""
+    subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(tmp_path)], cwd=ROOT,
+                   capture_output=True, text=True, check=True)
+    page = (tmp_path / "index.html").read_text()
+    ids = re.findall(r"vegaEmbed\('#(.*?)', spec", page)
+    assert len(ids) == len(LIVE_CURVES) + 3  # the curves, confusion, F1 scatter, grid
+    assert not [i for i in ids if "'" in i or '"' in i or "\\" in i]
 
 
 def test_training_curves_compare_the_three_models_by_epoch(shown):

@@ -235,11 +235,25 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
     assert stages_run(out) == {"check", "distill", "export@student", "evaluate", "card"}
 
 
+def mlflow_runs(repo: Path) -> list[dict]:
+    """Every run of the project's mlflow.db, read by a new process, as a user reads it after
+    the runs (this process may hold a connection to the database from an earlier test)."""
+    code = (
+        "import json, mlflow\n"
+        "c = mlflow.MlflowClient('sqlite:///mlflow.db')\n"
+        "e = c.get_experiment_by_name('distill-pipeline')\n"
+        "print(json.dumps([dict(id=r.info.run_id, name=r.info.run_name, status=r.info.status,\n"
+        "    start=r.info.start_time, end=r.info.end_time, artifact_uri=r.info.artifact_uri,\n"
+        "    tags=r.data.tags, params=r.data.params) for r in c.search_runs([e.experiment_id])]))\n"
+    )
+    out = subprocess.run(["python", "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_two_queued_experiments_run_at_once_into_the_projects_mlflow(repo):
     """`dvc queue start -j 2`: each experiment runs in its own copy under .dvc/tmp/exps, at the
     same time as the other, and both log to the project's mlflow.db and mlruns/."""
     import dvc.api
-    import mlflow
 
     alphas = {"queued-alpha-02": "0.2", "queued-alpha-08": "0.8"}
     for name, alpha in alphas.items():
@@ -256,22 +270,21 @@ def test_two_queued_experiments_run_at_once_into_the_projects_mlflow(repo):
     assert {name: str(row["alpha"]) for name, row in shown.items()} == alphas
     assert all(0.0 <= row["student.accuracy"] <= 1.0 for row in shown.values())
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("distill-pipeline")
+    runs = mlflow_runs(repo)
     parents = []
     for name, alpha in alphas.items():
-        [parent] = client.search_runs(
-            [exp.experiment_id], f"tags.stage = 'pipeline' and tags.dvc_experiment = '{name}'")
-        assert parent.info.run_name == name and parent.info.status == "FINISHED"
-        assert parent.data.params["pipeline.alpha"] == alpha
-        stages = {r.data.tags["stage"]: r for r in client.search_runs(
-            [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+        [parent] = [r for r in runs if r["tags"]["stage"] == "pipeline"
+                    and r["tags"].get("dvc_experiment") == name]
+        assert parent["name"] == name and parent["status"] == "FINISHED"
+        assert parent["params"]["pipeline.alpha"] == alpha
+        stages = {r["tags"]["stage"]: r for r in runs
+                  if r["tags"].get("mlflow.parentRunId") == parent["id"]}
         assert sorted(stages) == ["card", "distill", "evaluate"]
-        assert stages["distill"].data.params["pipeline.alpha"] == alpha
-        assert (repo / stages["evaluate"].info.artifact_uri / "metrics.json").is_file()
-        parents.append(parent.info)
+        assert stages["distill"]["params"]["pipeline.alpha"] == alpha
+        assert (repo / stages["evaluate"]["artifact_uri"] / "metrics.json").is_file()
+        parents.append(parent)
     # The two pipeline runs were under way at the same moment.
-    assert max(r.start_time for r in parents) < min(r.end_time for r in parents)
+    assert max(r["start"] for r in parents) < min(r["end"] for r in parents)
 
 
 def test_exp_run_student_seed_repeats_the_students_with_the_teacher_fixed(repo):
