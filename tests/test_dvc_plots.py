@@ -65,7 +65,8 @@ def test_the_confusion_matrix_is_a_confusion_plot(shown):
 def test_the_per_class_f1_scatter_is_not_squashed_into_a_corner(shown):
     spec = shown["data"][F1][0]["content"]
     points = spec["layer"][1]["encoding"]
-    assert points["x"]["scale"] == {"zero": False} and points["y"]["scale"] == {"zero": False}
+    # Axes from the lowest score, padded so that a label at F1 = 1.0 is drawn whole.
+    assert points["x"]["scale"] == points["y"]["scale"] == {"zero": False, "padding": 8}
     assert {"field": "label", "type": "nominal"} in points["tooltip"]
     assert spec["layer"][0]["mark"]["type"] == "rule"  # the student = teacher diagonal
 
