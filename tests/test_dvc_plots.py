@@ -16,7 +16,7 @@ from pipeline.tracking import PLOTTED, EpochDVCLiveCallback
 
 LIVE_CURVES = ("Validation accuracy by epoch", "Validation cross-entropy by epoch",
                "Training loss by epoch (for the distilled student, its distillation objective)")
-CONFUSION = "Confusions of the distilled student (test)"
+CONFUSION = "Confusions of the distilled student (test, share of each actual label)"
 F1 = "Per-class F1 on test, distilled student vs teacher (one dot per label)"
 GRID = "Distilled student test accuracy over alpha and temperature (python -m pipeline.compare)"
 FIGURES = [f"reports/plots/{name}.png" for name in
@@ -60,6 +60,9 @@ def test_training_curves_compare_the_three_models_by_epoch(shown):
 def test_the_confusion_matrix_is_a_confusion_plot(shown):
     spec = json.dumps(shown["data"][CONFUSION][0]["content"])
     assert '"rect"' in spec and '"actual"' in spec and '"predicted"' in spec
+    # Each row as shares of its actual label, so the out-of-scope row's large count does not
+    # set the colour scale for every other intent.
+    assert '"joinaggregate": [{"op": "sum", "field": "xy_count", "as": "sum_y"}], "groupby": ["actual"]' in spec
 
 
 def test_the_per_class_f1_scatter_is_not_squashed_into_a_corner(shown):
