@@ -55,6 +55,9 @@ def test_training_curves_compare_the_three_models_by_epoch(shown):
         files = {row["filename"] for row in spec["data"]["values"]}
         assert {f.split("/")[0] for f in files} == {"teacher", "baseline", "distill"}
         assert spec["encoding"]["x"]["title"] == "epoch"
+        # One colour per model, named in the legend; revisions differ by dash.
+        assert spec["encoding"]["color"]["field"] == "filename"
+        assert spec["encoding"]["strokeDash"] == {"field": "rev", "type": "nominal"}
 
 
 def test_the_confusion_matrix_is_a_confusion_plot(shown):
