@@ -237,7 +237,8 @@ def test_exp_run_alpha_reruns_only_downstream_of_alpha(repo):
 
 def mlflow_runs(repo: Path) -> list[dict]:
     """Every run of the project's mlflow.db, read by a new process, as a user reads it after
-    the runs (this process may hold a connection to the database from an earlier test)."""
+    the runs. In CI the pytest process's own client, which an earlier test had opened on the
+    same database, once missed runs the database held (cause not found)."""
     code = (
         "import json, mlflow\n"
         "c = mlflow.MlflowClient('sqlite:///mlflow.db')\n"
