@@ -35,8 +35,9 @@ TOP_CONFUSIONS = 15
 DEPLOYED = "onnx_int8"
 
 
-def _served(folders: dict[str, Path], exports: dict[str, Path], task: TextTask | ImageTask,
-            max_length: int) -> dict[str, tuple[inference.Served, Path, int]]:
+def served_models(folders: dict[str, Path], exports: dict[str, Path],
+                  task: TextTask | ImageTask,
+                  max_length: int) -> dict[str, tuple[inference.Served, Path, int]]:
     """Every model to measure, by served name: (the model, its weights on disk, its parameter
     count). The PyTorch roles, then each exported role in each ONNX variant, with the
     processor saved beside the role's trained model."""
@@ -81,7 +82,7 @@ def evaluate_models(
     metrics: dict = {}
     timings: dict = {"device": speed.device_name()}
     all_logits: dict[str, np.ndarray] = {}
-    served = _served(folders, exports or {}, task, max_length)
+    served = served_models(folders, exports or {}, task, max_length)
     for name, (model, path, parameters) in served.items():
         logits = inference.logits(model, task, inputs, cfg.batch_size, desc=name)
         val_probs = probabilities(inference.logits(model, task, validation[task.column],

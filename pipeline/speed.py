@@ -18,6 +18,13 @@ import torch
 from pipeline.inference import Served
 
 
+# Seconds each model's turn waits before it starts: the threads of the model before it (ONNX
+# Runtime's and PyTorch's OpenMP pool) spin on for a while after their last run and would take
+# the cores from it. bench/latency_methods.py measured the effect (CLINC150, 2 threads): with
+# the wait, each ONNX model's median in turns matches its median in a process of its own.
+SETTLE_S = 0.2
+
+
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -47,9 +54,10 @@ def latency_ms(
     A random draw, not the first rows: a split sorted by label would time the queries of a few
     labels only. The models take turns in blocks of `block` queries: on a shared machine the
     speed drifts, and timing one model after the other would charge the drift to whichever ran
-    last; but turns of single queries would charge each model for the one before it (ONNX
-    Runtime's threads spin on after a run and slow whatever runs next). Each turn starts with
-    one untimed query, so that a model is timed as it runs when it is served on its own.
+    last; but turns of single queries would charge each model for the one before it (its
+    threads spin on after a run and slow whatever runs next). Each turn starts after a pause
+    (SETTLE_S) and one untimed query, so that a model is timed as it runs when it is served on
+    its own.
     """
     size = min(max(runs, warmup), len(inputs))
     drawn = np.random.default_rng(seed).choice(len(inputs), size, replace=False)
@@ -61,6 +69,7 @@ def latency_ms(
     times: dict[str, list[float]] = {name: [] for name in models}
     for first in range(0, runs, block):
         for name, m in models.items():
+            time.sleep(SETTLE_S)
             m.forward(encoded[name][first % size])
             times[name] += [_timed(m, encoded[name][i % size])
                             for i in range(first, min(first + block, runs))]
@@ -80,8 +89,8 @@ def throughput(
     """Examples per second of each model at `batch_size`, over all of `inputs` (the same
     batches for every model) after one warm-up batch.
 
-    The models take turns in blocks of `block` batches, each turn after an untimed batch, for
-    the reasons latency_ms gives. A batch is preprocessed just before its timed pass, so that
+    The models take turns in blocks of `block` batches, each turn after a pause and an untimed
+    batch, for the reasons latency_ms gives. A batch is preprocessed just before its timed pass, so that
     only one batch per model is held at a time.
     """
     spans = [(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size)]
@@ -90,6 +99,7 @@ def throughput(
         m.forward(m.encode(inputs[spans[0][0] : spans[0][1]]))
     for first in range(0, len(spans), block):
         for name, m in models.items():
+            time.sleep(SETTLE_S)
             m.forward(m.encode(inputs[spans[first][0] : spans[first][1]]))
             for start, stop in spans[first : first + block]:
                 seconds[name] += _timed(m, m.encode(inputs[start:stop])) / 1000

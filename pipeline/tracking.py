@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
@@ -20,11 +21,13 @@ from dvclive import Live
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.data.dataset import Dataset
-from mlflow.entities import Param
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, MLflowCallback
 
@@ -235,8 +238,11 @@ def prepared_datasets(folder: Path = paths.PREPARED) -> list[Dataset]:
         return []
     splits, names = prepared.load_prepared(folder)
     digest = prepared.digest(splits, names)
-    return [mlflow.data.from_huggingface(splits[split], path=folder.as_posix(),
-                                         name=f"{folder.name}/{split}", digest=digest)
+    # The source names the split: from_huggingface would take it from the Dataset object,
+    # which calls every split loaded from disk "train".
+    return [mlflow.data.from_huggingface(
+                splits[split], name=f"{folder.name}/{split}", digest=digest,
+                source=HuggingFaceDatasetSource(folder.as_posix(), split=split))
             for split in splits]
 
 
@@ -384,10 +390,25 @@ def training_callbacks(live_dir: str | Path) -> Iterator[list[TrainerCallback]]:
         live.end()
 
 
+def _numbers(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
+
+
 def log_metrics(metrics: dict) -> None:
     # Other ranks have no active run; MLflow would start a stray one.
     if not distributed.is_main():
         return
-    mlflow.log_metrics(
-        {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
-    )
+    mlflow.log_metrics(_numbers(metrics))
+
+
+def log_summary(summary: dict) -> None:
+    """The headline figures (already among the active run's metrics) on its pipeline run too,
+    so that the runs list, one row per `dvc repro`, shows them with its stages folded."""
+    if not distributed.is_main():
+        return
+    client = MlflowClient()
+    parent = client.get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
+    if parent:
+        now = int(time.time() * 1000)
+        client.log_batch(parent, metrics=[Metric(key, value, now, 0)
+                                          for key, value in _numbers(summary).items()])

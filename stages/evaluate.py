@@ -10,7 +10,7 @@ from pipeline.evaluation import evaluate_models, summary, write_figures
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.prepared import load_prepared
 from pipeline.registry import ROLES
-from pipeline.tracking import log_artifact, log_metrics, stage_run
+from pipeline.tracking import log_artifact, log_metrics, log_summary, stage_run
 
 
 @stage_main
@@ -25,8 +25,10 @@ def main() -> None:
         with atomic_dir(paths.PLOTS) as folder:
             write_figures(folder, np.asarray(test["label"]), logits, names, metrics, params)
         write_json(paths.METRICS, metrics)
-        write_json(paths.SUMMARY, summary(metrics))
+        headline = summary(metrics)
+        write_json(paths.SUMMARY, headline)
         log_metrics(metrics)
+        log_summary(headline)
         log_artifact(paths.METRICS)
         log_artifact(paths.PLOTS, "plots")
 

@@ -198,6 +198,9 @@ def test_one_mlflow_run_per_stage(repo):
     assert {d.dataset.name for d in evaluate.inputs.dataset_inputs} == {
         "prepared/train", "prepared/validation", "prepared/test"}
     assert (repo / evaluate.info.artifact_uri / "metrics.json").is_file()
+    summary = json.loads((repo / "reports/summary.json").read_text())
+    assert parent.data.metrics["student.accuracy"] == summary["student"]["accuracy"]
+    assert parent.data.metrics["student.accuracy"] == evaluate.data.metrics["student.accuracy"]
     distill = next(r for r in runs if r.data.tags["stage"] == "distill")
     assert distill.data.params["pipeline.alpha"] == "0.5"
     history = client.get_metric_history(distill.info.run_id, "eval_accuracy")

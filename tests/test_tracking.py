@@ -1,6 +1,7 @@
 """pipeline.tracking against a real MLflow sqlite store: the experiment, run names, nesting under
 one parent per pipeline run, the data as input, relative artifacts, killed runs."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,8 +82,12 @@ def test_runs_are_named_by_stage_and_experiment_with_the_data_as_input(project, 
     assert set(inputs) == {"prepared/train", "prepared/validation", "prepared/test"}
     digest = prepared.digest(*prepared.load_prepared("data/prepared"))
     assert {d.dataset.digest for d in inputs.values()} == {digest}
-    context = {t.key: t.value for t in inputs["prepared/test"].tags}
-    assert context["mlflow.data.context"] == "test"
+    for split, entry in inputs.items():
+        context = {t.key: t.value for t in entry.tags}
+        assert context["mlflow.data.context"] == split.rpartition("/")[2]
+        source = json.loads(entry.dataset.source)
+        assert source["split"] == split.rpartition("/")[2]
+        assert source["path"] == "data/prepared"
 
 
 def test_the_stages_of_one_dvc_run_nest_under_one_parent(project, monkeypatch):
@@ -91,7 +96,8 @@ def test_the_stages_of_one_dvc_run_nest_under_one_parent(project, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "first-exp")
     for stage in ("distill", "evaluate"):
         with tracking.stage_run(stage, PARAMS):
-            pass
+            if stage == "evaluate":
+                tracking.log_summary({"student": {"accuracy": 0.75}})
     invocation["key"] = "host:200:2"
     monkeypatch.setenv("DVC_EXP_NAME", "second-exp")
     with tracking.stage_run("distill", PARAMS):
@@ -101,6 +107,8 @@ def test_the_stages_of_one_dvc_run_nest_under_one_parent(project, monkeypatch):
     assert [p.info.run_name for p in parents] == ["first-exp", "second-exp"]
     assert all(p.info.status == "FINISHED" for p in parents)
     assert parents[0].data.params["pipeline.alpha"] == str(PARAMS.alpha)
+    assert parents[0].data.metrics == {"student.accuracy": 0.75}
+    assert parents[1].data.metrics == {}
     children = {r.info.run_name: r.data.tags["mlflow.parentRunId"] for r in every
                 if r.data.tags["stage"] != "pipeline"}
     assert children == {"distill · first-exp": parents[0].info.run_id,
