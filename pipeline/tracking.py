@@ -401,6 +401,13 @@ def log_metrics(metrics: dict) -> None:
     mlflow.log_metrics(_numbers(metrics))
 
 
+def log_params(params: dict) -> None:
+    """Settings a stage found out as it ran (flattened), beside the pipeline's params."""
+    if not distributed.is_main():
+        return
+    mlflow.log_params(flatten(params))
+
+
 def log_summary(summary: dict) -> None:
     """The headline figures (already among the active run's metrics) on its pipeline run too,
     so that the runs list, one row per `dvc repro`, shows them with its stages folded."""

@@ -26,7 +26,7 @@ from pipeline.metrics import accuracy_and_f1
 from pipeline.numerics import mixed_precision
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.tasks import LENGTH, Processor, get_task
-from pipeline.tracking import log_metrics, stage_run, training_callbacks
+from pipeline.tracking import log_metrics, log_params, stage_run, training_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,9 @@ def fit_and_save(
             resume_from=resume_from, make_trainer=make_trainer, carry=carry, fit=fit,
         )
         history = report.pop("history")
-        log_metrics(report)
+        # How the run was batched is a setting, not a result.
+        log_params({"batch": report["batch"]})
+        log_metrics({k: v for k, v in report.items() if k != "batch"})
     if not distributed.is_main():
         return report
     report["model_source"] = source

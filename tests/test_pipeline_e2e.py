@@ -203,6 +203,10 @@ def test_one_mlflow_run_per_stage(repo):
     assert parent.data.metrics["student.accuracy"] == evaluate.data.metrics["student.accuracy"]
     distill = next(r for r in runs if r.data.tags["stage"] == "distill")
     assert distill.data.params["pipeline.alpha"] == "0.5"
+    assert distill.data.params["batch.global"] == str(json.loads(
+        (repo / "reports/student.json").read_text())["batch"]["global"])
+    assert not [k for k in distill.data.metrics if k.startswith("batch")]
+    assert "validation.accuracy" in distill.data.metrics
     history = client.get_metric_history(distill.info.run_id, "eval_accuracy")
     assert len({m.step for m in history}) == 2
 
