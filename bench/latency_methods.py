@@ -64,10 +64,14 @@ def main() -> None:
         alone[name] = json.loads(out.strip().splitlines()[-1])
     methods = {"alone": alone}
     settle = speed.SETTLE_S
-    for pause in (0.0, settle):
-        speed.SETTLE_S = pause
-        methods[f"turns, {pause:g} s pause"] = speed.latency_ms(
-            models, inputs, args.runs, 10, args.block, seed=42)
+    try:
+        # The evaluation's turns as they are, and as they were before the pause.
+        for pause in (0.0, settle):
+            speed.SETTLE_S = pause
+            methods[f"turns, {pause:g} s pause"] = speed.latency_ms(
+                models, inputs, args.runs, 10, args.block, seed=42)
+    finally:
+        speed.SETTLE_S = settle
     print(f"{args.threads} threads, {args.runs} queries per model, turns of {args.block}; "
           "median ms (the teacher's median over the model's), then p95 ms")
     print(f"{'model':18s}" + "".join(f"{m:>30s}" for m in methods))
@@ -76,6 +80,7 @@ def main() -> None:
                  f"({t['teacher']['latency_ms_median'] / t[name]['latency_ms_median']:4.1f}x) "
                  f"{t[name]['latency_ms_p95']:6.2f}" for t in methods.values()]
         print(f"{name:18s}" + "".join(f"{c:>30s}" for c in cells))
+
 
 if __name__ == "__main__":
     main()
