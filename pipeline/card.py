@@ -178,6 +178,7 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         word_embeddings_frozen=p.student.freeze_word_embeddings,
         seed=p.seed_of(role),
         max_length=p.data.max_length,
+        jitter=p.teacher.jitter if role == "teacher" else 0,
         train=train,
         history=inputs.history,
         metrics=metrics,

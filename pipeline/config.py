@@ -67,10 +67,17 @@ class TeacherConfig(_Section):
     # Architecture overrides: when set, the teacher is built from the model's config with these
     # changes and random weights (tiny test models, ablations), not loaded pretrained.
     config_overrides: dict[str, Any] | None
+    # Image tasks: each training image shifted by up to this many pixels along each axis, drawn
+    # anew each epoch (pipeline/jitter.py); 0 for none. The students train on the unshifted
+    # images the soft targets were computed on.
+    jitter: int = Field(ge=0)
     train: TrainConfig
 
     @model_validator(mode="after")
     def _check_overrides_train(self) -> TeacherConfig:
+        if self.jitter and not self.finetune:
+            raise ValueError(f"teacher.jitter {self.jitter} shifts the images the teacher trains "
+                             "on, and teacher.finetune false trains nothing; set teacher.jitter: 0")
         # A built-in image model is refused untrained by the check across sections.
         if self.config_overrides and not self.finetune and self.model not in IMAGE_BUILTINS:
             raise ValueError("teacher.config_overrides builds the teacher with random weights, "
@@ -273,6 +280,9 @@ class Params(_Section):
             raise ValueError("soft_targets.augment.copies and soft_targets.unlabelled make a "
                              "transfer set of text; set them to 0 and null for "
                              "task image-classification")
+        if not image and self.teacher.jitter:
+            raise ValueError(f"teacher.jitter {self.teacher.jitter} shifts training images; set "
+                             "it to 0 for task text-classification")
         if image and self.student.freeze_word_embeddings:
             raise ValueError("student.freeze_word_embeddings applies to text models; set it to "
                              "false for task image-classification")

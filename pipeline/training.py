@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from pipeline import checkpoints, distributed, paths
+from pipeline.jitter import jittered
 from pipeline.config import Params, TrainConfig
 from pipeline.metrics import accuracy_and_f1
 from pipeline.numerics import mixed_precision
@@ -208,13 +209,15 @@ def fit_and_save(
     make_trainer: TrainerFactory = Trainer,
     carry: tuple[str, ...] = (),
     fit: bool = True,
+    jitter: int = 0,
 ) -> dict:
     """A training stage's work: train with tracking, then write models/trained/<role>,
     reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all).
 
     Under torchrun every process trains its share and rank 0 alone writes and tracks.
     `source` says where the model's starting weights came from (a Hub id and commit, or none);
-    the report keeps it, so that the card can name them exactly."""
+    the report keeps it, so that the card can name them exactly. `jitter` shifts each training
+    image by up to that many pixels (pipeline/jitter.py)."""
     distributed.check_launch(params.distributed)
     task = get_task(params.task)
     encoded = task.encode(ds, processor, params.data.max_length)
@@ -229,9 +232,10 @@ def fit_and_save(
         with args.main_process_first(local=False, desc="checkpoint lookup"):
             lookup = checkpoints.latest if distributed.is_main() else checkpoints.find
             resume_from = lookup(checkpoint_dir, stamp)
+    train = jittered(encoded["train"], jitter) if jitter else encoded["train"]
     with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
         report = train_classifier(
-            model, processor, encoded["train"], encoded["validation"], args, callbacks,
+            model, processor, train, encoded["validation"], args, callbacks,
             resume_from=resume_from, make_trainer=make_trainer, carry=carry, fit=fit,
         )
         history = report.pop("history")

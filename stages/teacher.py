@@ -24,6 +24,7 @@ def main() -> None:
     fit_and_save(
         "teacher", "teacher", params, model, processor, ds, params.teacher.train,
         model_source(params.teacher.model), fit=params.teacher.finetune,
+        jitter=params.teacher.jitter,
     )
 
 

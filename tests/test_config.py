@@ -51,6 +51,9 @@ def test_unknown_key_suggests_the_close_one():
      r"soft_targets.unlabelled '../queries.txt' must be a .txt file .* under data/transfer/"),
     ("soft_targets.unlabelled", "data/transfer/missing.txt",
      r"soft_targets.unlabelled 'data/transfer/missing.txt' does not exist"),
+    ("teacher.jitter", -1, r"'teacher.jitter' = -1: Input should be greater than or equal to 0"),
+    ("teacher.jitter", 2, r"teacher.jitter 2 shifts training images; set it to 0 for task "
+                          r"text-classification"),
     ("export.embeddings", "int2", r"'export.embeddings' = 'int2': Input should be 'int8' or 'int4'"),
     ("export.embeddings_block_size", 48,
      r"'export.embeddings_block_size' = 48: .*must be a power of two"),

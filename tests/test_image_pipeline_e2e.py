@@ -19,6 +19,8 @@ def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("images")
     params = yaml.safe_load((ROOT / "configs" / "digits.yaml").read_text())
     params["teacher"]["train"]["epochs"] = 3
+    # The teacher trains on shifted images (pipeline/jitter.py), as Hinton et al.'s did.
+    params["teacher"]["jitter"] = 1
     params["student"]["train"]["epochs"] = 3
     params["evaluate"].update(latency_runs=5, latency_warmup=1)
     scratch_project(repo, params)
@@ -58,6 +60,10 @@ def test_student_folder_is_an_image_pipeline_model_with_card(repo):
     card = ModelCard.load(folder / "README.md")
     assert card.data.pipeline_tag == "image-classification"
     assert "knowledge-distillation" in card.data.tags
+    teacher_card = (repo / "models/teacher/README.md").read_text()
+    assert "| input jitter | each training image shifted by up to 1 pixel along each axis |" \
+        in teacher_card
+    assert "input jitter" not in card.text
     assert "MLP (256-256 hidden units)" in card.text and "trust_remote_code=True" in card.text
     assert "max sequence length" not in card.text
     teacher_card = (repo / "models/teacher/README.md").read_text()

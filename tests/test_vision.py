@@ -201,6 +201,8 @@ def changed(raw: dict, **changes) -> dict:
       "student__model": "google/vit-base-patch16-224"},
      "student.freeze_word_embeddings applies to text models"),
     ({"soft_targets__augment__copies": 2}, "make a transfer set of text"),
+    ({"teacher__jitter": 2, "teacher__finetune": False, "teacher__model": "google/vit-base-patch16-224",
+      "teacher__config_overrides": None}, "teacher.finetune false trains nothing; set teacher.jitter: 0"),
 ])
 def test_models_that_do_not_fit_the_task(changes, message):
     with pytest.raises(UserError, match=message):
