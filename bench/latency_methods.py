@@ -24,9 +24,8 @@ import torch
 
 from pipeline import paths, speed
 from pipeline.config import load_params
-from pipeline.evaluation import served_models
+from pipeline.evaluation import served_models, workspace_models
 from pipeline.prepared import load_prepared
-from pipeline.registry import ROLES
 from pipeline.tasks import get_task
 
 
@@ -34,9 +33,7 @@ def _models(only: str | None) -> tuple[dict, list]:
     params = load_params(paths.PARAMS)
     task = get_task(params.task)
     ds, _ = load_prepared(paths.PREPARED)
-    folders = {role: paths.trained(role) for role in ROLES}
-    exports = {role: paths.onnx(role) for role, spec in ROLES.items() if spec.published}
-    served = served_models(folders, exports, task, params.data.max_length)
+    served = served_models(*workspace_models(), task, params.data.max_length)
     models = {name: m for name, (m, _, _) in served.items() if only in (None, name)}
     return models, ds["test"][task.column]
 
@@ -63,15 +60,10 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         alone[name] = json.loads(out.strip().splitlines()[-1])
     methods = {"alone": alone}
-    settle = speed.SETTLE_S
-    try:
-        # The evaluation's turns as they are, and as they were before the pause.
-        for pause in (0.0, settle):
-            speed.SETTLE_S = pause
-            methods[f"turns, {pause:g} s pause"] = speed.latency_ms(
-                models, inputs, args.runs, 10, args.block, seed=42)
-    finally:
-        speed.SETTLE_S = settle
+    # The evaluation's turns as they are, and as they were before the pause.
+    for pause in (0.0, speed.SETTLE_S):
+        methods[f"turns, {pause:g} s pause"] = speed.latency_ms(
+            models, inputs, args.runs, 10, args.block, seed=42, settle_s=pause)
     print(f"{args.threads} threads, {args.runs} queries per model, turns of {args.block}; "
           "median ms (the teacher's median over the model's), then p95 ms")
     print(f"{'model':18s}" + "".join(f"{m:>30s}" for m in methods))

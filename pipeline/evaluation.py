@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 
-from pipeline import inference, onnx_export, oos, plots, speed
+from pipeline import inference, onnx_export, oos, paths, plots, speed
 from pipeline.config import Params
 from pipeline.inputs import reading
 from pipeline.metrics import (
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 TOP_CONFUSIONS = 15
 # The variant a user ships: metrics.json compares the student in it with the PyTorch teacher.
 DEPLOYED = "onnx_int8"
+
+
+def workspace_models() -> tuple[dict[str, Path], dict[str, Path]]:
+    """The workspace's trained model folders, by role, and its ONNX export folders, by
+    published role: what the evaluation measures."""
+    folders = {role: paths.trained(role) for role in ROLES}
+    exports = {role: paths.onnx(role) for role, spec in ROLES.items() if spec.published}
+    return folders, exports
 
 
 def served_models(folders: dict[str, Path], exports: dict[str, Path],

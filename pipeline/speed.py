@@ -46,6 +46,7 @@ def latency_ms(
     warmup: int,
     block: int,
     seed: int,
+    settle_s: float = SETTLE_S,
 ) -> dict[str, dict[str, float]]:
     """Batch-1 latency of preprocessed inputs per model: median and p95 over `runs` queries
     drawn at random from `inputs` (seeded, the same queries for every model; cycled when
@@ -56,7 +57,7 @@ def latency_ms(
     speed drifts, and timing one model after the other would charge the drift to whichever ran
     last; but turns of single queries would charge each model for the one before it (its
     threads spin on after a run and slow whatever runs next). Each turn starts after a pause
-    (SETTLE_S) and one untimed query, so that a model is timed as it runs when it is served on
+    (`settle_s`) and one untimed query, so that a model is timed as it runs when it is served on
     its own.
     """
     size = min(max(runs, warmup), len(inputs))
@@ -69,7 +70,7 @@ def latency_ms(
     times: dict[str, list[float]] = {name: [] for name in models}
     for first in range(0, runs, block):
         for name, m in models.items():
-            time.sleep(SETTLE_S)
+            time.sleep(settle_s)
             m.forward(encoded[name][first % size])
             times[name] += [_timed(m, encoded[name][i % size])
                             for i in range(first, min(first + block, runs))]
@@ -85,13 +86,14 @@ def throughput(
     inputs: Sequence[Any],
     batch_size: int,
     block: int,
+    settle_s: float = SETTLE_S,
 ) -> dict[str, float]:
     """Examples per second of each model at `batch_size`, over all of `inputs` (the same
     batches for every model) after one warm-up batch.
 
-    The models take turns in blocks of `block` batches, each turn after a pause and an untimed
-    batch, for the reasons latency_ms gives. A batch is preprocessed just before its timed pass, so that
-    only one batch per model is held at a time.
+    The models take turns in blocks of `block` batches, each turn after a pause (`settle_s`) and
+    an untimed batch, for the reasons latency_ms gives. A batch is preprocessed just before its
+    timed pass, so that only one batch per model is held at a time.
     """
     spans = [(i, min(i + batch_size, len(inputs))) for i in range(0, len(inputs), batch_size)]
     seconds = dict.fromkeys(models, 0.0)
@@ -99,7 +101,7 @@ def throughput(
         m.forward(m.encode(inputs[spans[0][0] : spans[0][1]]))
     for first in range(0, len(spans), block):
         for name, m in models.items():
-            time.sleep(SETTLE_S)
+            time.sleep(settle_s)
             m.forward(m.encode(inputs[spans[first][0] : spans[first][1]]))
             for start, stop in spans[first : first + block]:
                 seconds[name] += _timed(m, m.encode(inputs[start:stop])) / 1000

@@ -6,10 +6,9 @@ import numpy as np
 from pipeline import paths
 from pipeline.config import load_params
 from pipeline.errors import stage_main
-from pipeline.evaluation import evaluate_models, summary, write_figures
+from pipeline.evaluation import evaluate_models, summary, workspace_models, write_figures
 from pipeline.outputs import atomic_dir, write_json
 from pipeline.prepared import load_prepared
-from pipeline.registry import ROLES
 from pipeline.tracking import log_artifact, log_metrics, log_summary, stage_run
 
 
@@ -18,8 +17,7 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     ds, names = load_prepared(paths.PREPARED)
     test = ds["test"]
-    folders = {role: paths.trained(role) for role in ROLES}
-    exports = {role: paths.onnx(role) for role, spec in ROLES.items() if spec.published}
+    folders, exports = workspace_models()
     with stage_run("evaluate", params):
         metrics, logits = evaluate_models(folders, ds, names, params, exports)
         with atomic_dir(paths.PLOTS) as folder:
