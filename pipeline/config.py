@@ -127,11 +127,14 @@ class FeaturesConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    # Edited copies of each training query in the transfer set (pipeline/augment.py); 0: none.
+    # Edited copies of each training row in the transfer set; 0: none.
     copies: int = Field(ge=0)
+    # Text (pipeline/augment.py): the chance of each word edit.
     word_dropout: float = Field(ge=0, lt=1)
     mask: float = Field(ge=0, le=1)
     swap: float = Field(ge=0, le=1)
+    # Images (pipeline/jitter.py): each copy shifted by up to this many pixels along each axis.
+    shift: int = Field(ge=0)
 
 
 # DVC hashes this folder for the soft_targets stage: unlabelled text must live in it.
@@ -276,10 +279,13 @@ class Params(_Section):
             raise ValueError(f"features.layer_map {self.features.layer_map} must name one teacher "
                              f"layer for each of the student's {len(self.student.layers)} layers "
                              f"(student.layers {self.student.layers})")
-        if image and (self.soft_targets.augment.copies or self.soft_targets.unlabelled):
-            raise ValueError("soft_targets.augment.copies and soft_targets.unlabelled make a "
-                             "transfer set of text; set them to 0 and null for "
-                             "task image-classification")
+        if image and self.soft_targets.unlabelled:
+            raise ValueError("soft_targets.unlabelled is a file of text queries; set it to null "
+                             "for task image-classification")
+        if image and self.soft_targets.augment.copies and not self.soft_targets.augment.shift:
+            raise ValueError("soft_targets.augment.copies of images are shifted copies, and "
+                             "soft_targets.augment.shift 0 would copy them unchanged; set "
+                             "soft_targets.augment.shift (pixels, such as 2)")
         if not image and self.teacher.jitter:
             raise ValueError(f"teacher.jitter {self.teacher.jitter} shifts training images; set "
                              "it to 0 for task text-classification")

@@ -1,7 +1,8 @@
-"""Input jitter for image training: each training image moved by a few pixels, as Hinton et
-al.'s MNIST teacher was trained (2012, 2015: "jittered by up to two pixels in any direction").
+"""Images moved by a few pixels: the input jitter Hinton et al.'s MNIST teacher was trained
+with (2012, 2015: "jittered by up to two pixels in any direction"), and the shifted copies of
+the training images a transfer set can hold.
 
-The shift is drawn anew each time an image is drawn, so every epoch sees other copies; the
+Jitter draws the shift anew each time an image is read, so every epoch sees other copies; the
 validation split is never shifted.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from datasets import Dataset
+from PIL import Image
 
 
 def shift(pixels: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,3 +37,22 @@ def jittered(train: Dataset, max_shift: int) -> Dataset:
         return batch
 
     return train.with_transform(transform)
+
+
+def shifted_copies(images: list[Image.Image], n: int, max_shift: int,
+                   seed: int) -> list[Image.Image]:
+    """`n` copies of every image, each shifted by up to `max_shift` pixels along each axis,
+    copy by copy (all first copies, then all second ...), the same for the same seed.
+
+    The images must share one size and mode, as a prepared split's do."""
+    rng = np.random.default_rng(seed)
+    pixels = np.stack([np.asarray(im) for im in images])
+    # (N, H, W) or (N, H, W, C) -> (N, C, H, W), the layout shift() moves.
+    planes = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
+    mode = images[0].mode
+    out = []
+    for _ in range(n):
+        moved = shift(planes, max_shift, rng)
+        moved = moved[:, 0] if pixels.ndim == 3 else moved.transpose(0, 2, 3, 1)
+        out += [Image.fromarray(m, mode=mode) for m in moved]
+    return out

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value, concatenate_datasets
+from datasets.features.features import FeatureType
 from transformers import PreTrainedModel
 
 from pipeline import paths, prepared
@@ -89,15 +91,19 @@ def compute(
 def transfer_set(
     teacher: PreTrainedModel,
     processor: Processor,
-    task: TextTask,
-    texts: list[str],
+    task: TextTask | ImageTask,
+    inputs: list[Any],
+    feature: FeatureType,
     batch_size: int,
     max_length: int,
 ) -> Dataset:
-    """Columns text and teacher_logits for the transfer set's `texts`."""
-    logits = predict_logits(teacher, processor, task, texts, batch_size, max_length,
+    """Columns text (or image, stored as `feature`, the training split's) and teacher_logits
+    for the transfer set's `inputs`."""
+    logits = predict_logits(teacher, processor, task, inputs, batch_size, max_length,
                             desc=f"teacher {TRANSFER}")
-    return Dataset.from_dict({task.column: texts, TEACHER_LOGITS: logits.tolist()})
+    features = Features({task.column: feature, TEACHER_LOGITS: List(Value("float64"))})
+    return Dataset.from_dict({task.column: inputs, TEACHER_LOGITS: logits.tolist()},
+                             features=features)
 
 
 def with_transfer(train: Dataset, transfer: Dataset) -> Dataset:

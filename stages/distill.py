@@ -25,13 +25,15 @@ def main() -> None:
                              soft_targets.provenance(ds, names))
     for split in soft_targets.SPLITS:
         ds[split] = soft_targets.attach(ds[split], soft[split])
-    if soft_targets.TRANSFER in soft:
-        ds["train"] = soft_targets.with_transfer(ds["train"], soft[soft_targets.TRANSFER])
     task = get_task(params.task)
     finetuned = partial(load_trained, "teacher", task)
     layers_from = (finetuned if params.student.from_teacher == "finetuned"
                    else partial(pretrained_teacher, params, names, task, ds["train"]))
     model, processor = load_student(params.student, names, layers_from, task, ds["train"])
+    # After the student is built: an image student's processor standardises with the statistics
+    # of the labelled images, as the baseline's does.
+    if soft_targets.TRANSFER in soft:
+        ds["train"] = soft_targets.with_transfer(ds["train"], soft[soft_targets.TRANSFER])
     # A hidden-state term runs the fine-tuned teacher on every batch.
     teacher = None
     if params.features.loss:

@@ -3,7 +3,7 @@ set when params ask for one -> data/soft_targets."""
 
 from pathlib import Path
 
-from pipeline import augment, paths, soft_targets
+from pipeline import augment, jitter, paths, soft_targets
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.models import load_trained
@@ -21,16 +21,19 @@ def main() -> None:
     teacher, processor = load_trained("teacher", task)
     soft = soft_targets.compute(teacher, processor, task, ds, cfg.batch_size,
                                 params.data.max_length)
-    a, texts = cfg.augment, []
-    if a.copies:  # text only (params say so)
-        texts = augment.copies(ds["train"][task.column], a.copies, params.seed, a.word_dropout,
-                               a.mask, a.swap, processor.mask_token or processor.unk_token)
-    if cfg.unlabelled:
+    a, rows = cfg.augment, []
+    if a.copies and task.column == "image":
+        rows = jitter.shifted_copies(ds["train"][task.column], a.copies, a.shift, params.seed)
+    elif a.copies:
+        rows = augment.copies(ds["train"][task.column], a.copies, params.seed, a.word_dropout,
+                              a.mask, a.swap, processor.mask_token or processor.unk_token)
+    if cfg.unlabelled:  # text only (params say so)
         lines = Path(cfg.unlabelled).read_text(encoding="utf-8").splitlines()
-        texts += [line.strip() for line in lines if line.strip()]
-    if texts:
+        rows += [line.strip() for line in lines if line.strip()]
+    if rows:
         soft[soft_targets.TRANSFER] = soft_targets.transfer_set(
-            teacher, processor, task, texts, cfg.batch_size, params.data.max_length)
+            teacher, processor, task, rows, ds["train"].features[task.column], cfg.batch_size,
+            params.data.max_length)
     with atomic_dir(paths.SOFT_TARGETS) as folder:
         soft_targets.save(soft, folder,
                           soft_targets.provenance(ds, names))

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from huggingface_hub import ModelCard
@@ -95,3 +96,21 @@ def test_the_card_s_onnx_snippet_classifies_an_image(repo, tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() in [str(d) for d in range(10)]
+
+
+def test_a_transfer_set_of_shifted_images_reaches_the_distilled_student_only(repo):
+    from datasets import load_from_disk
+
+    out = run(["dvc", "exp", "run", "-S", "soft_targets.augment.copies=1"], repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"check", "soft_targets", "distill", "export@student", "evaluate", "card"}
+    soft = load_from_disk(str(repo / "data/soft_targets"))
+    prepared = load_from_disk(str(repo / "data/prepared"))["train"]
+    transfer = soft["transfer"]
+    assert len(transfer) == len(prepared) == 1293
+    shifted = sum(np.asarray(a).tobytes() != np.asarray(b).tobytes()
+                  for a, b in zip(transfer["image"], prepared["image"]))
+    assert shifted > 1000  # a copy left in place is 1 in 25 (shift 2)
+    history = json.loads((repo / "reports/live/distill/history.json").read_text())["epochs"]
+    batches = -(-2 * 1293 // 64)  # labelled and transfer rows, the student batch of 64
+    assert history[-1]["step"] == 3 * batches

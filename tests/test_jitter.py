@@ -2,8 +2,9 @@
 
 import numpy as np
 from datasets import Dataset
+from PIL import Image
 
-from pipeline.jitter import jittered, shift
+from pipeline.jitter import jittered, shift, shifted_copies
 
 
 class FixedOffsets:
@@ -50,3 +51,28 @@ def test_jittered_dataset_shifts_on_every_read_and_keeps_other_columns():
     assert not np.array_equal(first["pixel_values"], second["pixel_values"])
     # The dataset itself is untouched: evaluation reads it as it was.
     np.testing.assert_allclose(np.asarray(train[:8]["pixel_values"]), pixels, rtol=1e-6)
+
+
+def test_shifted_copies_move_each_image_and_are_the_same_for_the_same_seed():
+    dots = []
+    for row in range(3, 6):
+        pixels = np.zeros((9, 9), np.uint8)
+        pixels[row, 4] = 255
+        dots.append(Image.fromarray(pixels, mode="L"))
+    copies = shifted_copies(dots, 4, 2, seed=7)
+    assert len(copies) == 12
+    assert all(c.size == (9, 9) and c.mode == "L" for c in copies)
+    # Copy by copy: the k-th image of each copy is a shift of the k-th original, the dot kept.
+    for i, c in enumerate(copies):
+        (row,), (col,) = np.nonzero(np.asarray(c))
+        assert abs(row - (3 + i % 3)) <= 2 and abs(col - 4) <= 2
+    assert len({np.asarray(c).tobytes() for c in copies}) > 3
+    again = shifted_copies(dots, 4, 2, seed=7)
+    assert [np.asarray(c).tolist() for c in again] == [np.asarray(c).tolist() for c in copies]
+
+
+def test_shifted_copies_of_colour_images_keep_their_channels():
+    rgb = Image.fromarray(np.arange(5 * 5 * 3, dtype=np.uint8).reshape(5, 5, 3), mode="RGB")
+    (copy,) = shifted_copies([rgb], 1, 1, seed=0)
+    assert copy.mode == "RGB" and copy.size == (5, 5)
+    assert set(np.asarray(copy)[2, 2]) <= set(range(75))

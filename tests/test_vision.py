@@ -200,7 +200,8 @@ def changed(raw: dict, **changes) -> dict:
     ({"student__freeze_word_embeddings": True, "student__init": "pretrained",
       "student__model": "google/vit-base-patch16-224"},
      "student.freeze_word_embeddings applies to text models"),
-    ({"soft_targets__augment__copies": 2}, "make a transfer set of text"),
+    ({"soft_targets__augment__copies": 2, "soft_targets__augment__shift": 0},
+     "soft_targets.augment.shift 0 would copy them unchanged"),
     ({"teacher__jitter": 2, "teacher__finetune": False, "teacher__model": "google/vit-base-patch16-224",
       "teacher__config_overrides": None}, "teacher.finetune false trains nothing; set teacher.jitter: 0"),
 ])
