@@ -10,8 +10,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value, concatenate_datasets
-from datasets.features.features import FeatureType
+from datasets import ClassLabel, Dataset, DatasetDict, Features, concatenate_datasets
 from transformers import PreTrainedModel
 
 from pipeline import paths, prepared
@@ -93,17 +92,13 @@ def transfer_set(
     processor: Processor,
     task: TextTask | ImageTask,
     inputs: list[Any],
-    feature: FeatureType,
     batch_size: int,
     max_length: int,
 ) -> Dataset:
-    """Columns text (or image, stored as `feature`, the training split's) and teacher_logits
-    for the transfer set's `inputs`."""
+    """Columns text (or image) and teacher_logits for the transfer set's `inputs`."""
     logits = predict_logits(teacher, processor, task, inputs, batch_size, max_length,
                             desc=f"teacher {TRANSFER}")
-    features = Features({task.column: feature, TEACHER_LOGITS: List(Value("float64"))})
-    return Dataset.from_dict({task.column: inputs, TEACHER_LOGITS: logits.tolist()},
-                             features=features)
+    return Dataset.from_dict({task.column: inputs, TEACHER_LOGITS: logits.tolist()})
 
 
 def with_transfer(train: Dataset, transfer: Dataset) -> Dataset:

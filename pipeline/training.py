@@ -21,8 +21,8 @@ from transformers import (
 )
 
 from pipeline import checkpoints, distributed, paths
-from pipeline.jitter import jittered
 from pipeline.config import Params, TrainConfig
+from pipeline.jitter import jittered
 from pipeline.metrics import accuracy_and_f1
 from pipeline.numerics import mixed_precision
 from pipeline.outputs import atomic_dir, write_json

@@ -9,7 +9,7 @@ from pipeline.errors import stage_main
 from pipeline.models import load_trained
 from pipeline.outputs import atomic_dir
 from pipeline.prepared import load_prepared
-from pipeline.tasks import get_task
+from pipeline.tasks import ImageTask, get_task
 
 
 @stage_main
@@ -22,7 +22,7 @@ def main() -> None:
     soft = soft_targets.compute(teacher, processor, task, ds, cfg.batch_size,
                                 params.data.max_length)
     a, rows = cfg.augment, []
-    if a.copies and task.column == "image":
+    if a.copies and isinstance(task, ImageTask):
         rows = jitter.shifted_copies(ds["train"][task.column], a.copies, a.shift, params.seed)
     elif a.copies:
         rows = augment.copies(ds["train"][task.column], a.copies, params.seed, a.word_dropout,
@@ -32,8 +32,7 @@ def main() -> None:
         rows += [line.strip() for line in lines if line.strip()]
     if rows:
         soft[soft_targets.TRANSFER] = soft_targets.transfer_set(
-            teacher, processor, task, rows, ds["train"].features[task.column], cfg.batch_size,
-            params.data.max_length)
+            teacher, processor, task, rows, cfg.batch_size, params.data.max_length)
     with atomic_dir(paths.SOFT_TARGETS) as folder:
         soft_targets.save(soft, folder,
                           soft_targets.provenance(ds, names))
