@@ -3,6 +3,7 @@ sequence shapes, int8 agreeing with it, and the quantization gate that refuses a
 breaks."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from conftest import tiny_bert
@@ -154,6 +155,14 @@ def test_int4_embeddings_round_each_row_to_its_blocks_and_shrink_the_file(tmp_pa
             - np.minimum(table.reshape(120, 2, 16).min(-1), 0)) / 15
     assert (np.abs(decoded - table) <= np.repeat(step, 16, axis=1) / 2 + 1e-6).all()
     assert path.stat().st_size < (int8_folder / onnx_export.INT8).stat().st_size
+    # Only the word embeddings take 4 bits; the smaller tables are int8 Gathers.
+    graph = onnx.load(str(path)).graph
+    assert [n.input[0] for n in graph.node if n.op_type == "GatherBlockQuantized"] == [
+        "model.bert.embeddings.word_embeddings.weight_Q4"]
+    eight_bit = {i.name for i in graph.initializer
+                 if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    assert {"model.bert.embeddings.position_embeddings.weight_quantized",
+            "model.bert.embeddings.token_type_embeddings.weight_quantized"} <= eight_bit
     served = onnx_export.served(path, tokenizer(), TEXT, 32)
     agree = inference.logits(served, TEXT, QUERIES, 16).argmax(-1) == labels
     assert agree.mean() == result.int8_validation_accuracy
