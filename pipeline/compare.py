@@ -10,6 +10,7 @@ Runs are ranked by the distilled student's validation accuracy, never by test.
     python -m pipeline.compare --num 2          # HEAD and the commit before it, with their experiments
     python -m pipeline.compare --all-commits    # with the experiments of every earlier commit
     python -m pipeline.compare --out reports/compare.md --figure reports/compare.png
+    python -m pipeline.compare --runs reports/clinc150/runs/layers-1-3-5-seed-*   # run records
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import dvc.api
 import pandas as pd
+import yaml
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.utils.flatten import flatten
@@ -31,6 +33,7 @@ from pydantic import BaseModel
 from pipeline import plots
 from pipeline.config import Params
 from pipeline.errors import UserError, stage_main
+from pipeline.inputs import read_json
 from pipeline.outputs import write_text
 from pipeline.paths import METRICS, PARAMS, REPORTS
 from pipeline.registry import ROLES
@@ -318,20 +321,27 @@ def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
          if role != STUDENT and pd.notna(best[role])})
 
 
-def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
-    """The comparison as markdown at `out`, with the heatmap at `figure`."""
+def write_report(runs: pd.DataFrame, out: Path, figure: Path, records: bool = False) -> None:
+    """The comparison as markdown at `out`, with the heatmap at `figure`. `records`: the runs
+    are run records (record_rows), whose code versions are named by a record, not a commit."""
     commits = runs[COMMIT].nunique()
     # The newest code's runs only: runs of different code are never averaged.
     commit = runs[COMMIT].min()
+    label = "record" if records else "commit"
     title = f"{ROLES[STUDENT].title.capitalize()} test accuracy"
     heatmap(runs[runs[COMMIT] == commit], figure,
-            title + (f", commit {commit}" if commits > 1 else ""))
+            title + (f", {label} {commit}" if commits > 1 else ""))
+    if records:
+        what = (f"{len(runs)} run records"
+                + (f" of {commits} versions of the code, each named by the first record that "
+                   "has it" if commits > 1 else ", all of one version of the code"))
+    else:
+        what = (f"{len(runs)} runs (DVC experiments and the workspace"
+                + (f" of {commits} versions of the code, each named by the newest commit that "
+                   "has it" if commits > 1 else f", commit `{commit}`") + ")")
     body = (
         "# Experiment comparison\n\n"
-        f"{len(runs)} runs (DVC experiments and the workspace"
-        + (f" of {commits} versions of the code, each named by the newest commit that has it"
-           if commits > 1 else f", commit `{commit}`")
-        + "), best distilled-student validation accuracy first (settings are chosen on "
+        f"{what}, best distilled-student validation accuracy first (settings are chosen on "
         "validation; the test figures are beside it). Teacher and baseline do not depend "
         "on alpha or temperature, so they repeat.\n\n"
         + markdown_table(run_table(runs))
@@ -339,7 +349,7 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path) -> None:
         f"({Path(os.path.relpath(figure, out.parent)).as_posix()})\n"
     )
     if commits > 1:
-        body += f"\nThe figure shows the runs of the code of commit `{commit}` only.\n"
+        body += f"\nThe figure shows the runs of the code of {label} `{commit}` only.\n"
     summary = seed_summary(runs)
     if not summary.empty:
         body += (
@@ -383,6 +393,44 @@ def exp_show(num: int) -> list[dict]:
         raise UserError(f"`dvc exp show` failed: {err}") from None
 
 
+# What a run record holds: a run's params.yaml, reports/metrics.json and dvc.lock, side by side.
+RECORD = (PARAMS.name, METRICS.name, "dvc.lock")
+
+
+def _as_exp_show(value: object) -> object:
+    """A value as exp_show() gives it: rendered as text, read back as a number if it is one."""
+    try:
+        return float(str(value))
+    except ValueError:
+        return str(value)
+
+
+def record_rows(folders: list[Path]) -> list[dict]:
+    """Rows as `dvc.api.exp_show()` gives them for run records: folders that each hold a run's
+    params.yaml, metrics.json and dvc.lock (what DVC experiments leave once their refs are gone),
+    each named by its folder, with its dependencies' hashes from its dvc.lock."""
+    rows = []
+    for folder in folders:
+        missing = [name for name in RECORD if not (folder / name).is_file()]
+        if missing:
+            raise UserError(f"{folder} is not a run record: it lacks {', '.join(missing)} (a "
+                            f"record is a run's {', '.join(RECORD)} in one folder)")
+        params = yaml.safe_load((folder / PARAMS.name).read_text(encoding="utf-8")) or {}
+        lock = yaml.safe_load((folder / RECORD[2]).read_text(encoding="utf-8")) or {}
+        # A column per dependency, its hash the value, as exp_show() gives them.
+        deps = {dep["path"]: dep.get("md5") for stage in lock.get("stages", {}).values()
+                for dep in stage.get("deps", [])}
+        rows.append({
+            "Experiment": folder.name, "rev": folder.name, "typ": "baseline", "State": None,
+            **{key: _as_exp_show(value) for key, value in flatten(params).items()},
+            **flatten(read_json(folder / METRICS.name, "evaluate")),
+            **deps,
+        })
+    # exp_show() gives every row every column.
+    columns = dict.fromkeys(key for row in rows for key in row)
+    return [{**dict.fromkeys(columns), **row} for row in rows]
+
+
 @stage_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -393,10 +441,16 @@ def main() -> None:
                         help="the experiments of the last NUM commits (as `dvc exp show -n`)")
     parser.add_argument("--all-commits", action="store_true",
                         help="also the experiments of the commits before HEAD")
+    parser.add_argument("--runs", type=Path, nargs="+", metavar="FOLDER",
+                        help="run records instead of DVC experiments: folders with a run's "
+                             "params.yaml, metrics.json and dvc.lock")
     args = parser.parse_args()
-    compared = distinct_runs(exp_show(-1 if args.all_commits else args.num))
+    if args.runs:
+        compared = distinct_runs(record_rows(args.runs))
+    else:
+        compared = distinct_runs(exp_show(-1 if args.all_commits else args.num))
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    write_report(compared, args.out, args.figure)
+    write_report(compared, args.out, args.figure, records=bool(args.runs))
     log.info("%d runs compared -> %s, %s", len(compared), args.out, args.figure)
 
 

@@ -2,8 +2,10 @@
 (checked against a real exp_show() in a scratch git + DVC repo at the end), and end to end."""
 
 import inspect
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -494,3 +496,79 @@ def test_how_many_commits_are_read(monkeypatch, tmp_path, args, num):
             mock.patch.object(compare, "_with_metrics_file", lambda root, rows: rows):
         compare.main()
     assert exp_show.call_args.kwargs["num"] == num
+
+
+def write_record(folder, code="main", **kwargs):
+    """A run record as the project commits them: the run's params.yaml, metrics.json and
+    dvc.lock in one folder."""
+    run = files(kwargs.pop("student", 0.91), **kwargs)
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(run["params.yaml"], sort_keys=False))
+    (folder / "metrics.json").write_text(json.dumps(run["reports/metrics.json"]))
+    lock = {"schema": "2.0", "stages": {"distill": {"cmd": "python -m stages.distill", "deps": [
+        {"path": "stages/distill.py", "hash": "md5", "md5": md5(code.encode()).hexdigest()},
+        {"path": "data/soft_targets", "hash": "md5", "md5": "0" * 32 + ".dir"}]}}}
+    (folder / "dvc.lock").write_text(yaml.safe_dump(lock))
+    return folder
+
+
+def test_a_record_reads_as_its_run_does_in_exp_show(repo, tmp_path, monkeypatch):
+    monkeypatch.chdir(repo)
+    [workspace_row, *_] = compare.exp_show(1)
+    record = tmp_path / "low-alpha"
+    record.mkdir()
+    for source in ("params.yaml", "reports/metrics.json", "dvc.lock"):
+        shutil.copy(repo / source, record)
+    [row] = compare.record_rows([record])
+    for name in flatten(PARAMS):
+        assert row[name] == workspace_row[name], name
+    assert row["alpha"] == 0.2  # the experiment the workspace holds
+    metrics = flatten(json.loads((record / "metrics.json").read_text()))
+    assert {key: row[key] for key in metrics} == {key: workspace_row[key] for key in metrics}
+    # The stages' code, as exp_show() names a dependency's column.
+    assert row["stage.py"] == workspace_row["stage.py"]
+
+
+def test_records_of_one_code_that_differ_in_student_seed_get_the_seed_table(tmp_path, heatmaps):
+    folders = [write_record(tmp_path / f"seed-{s}", student_seed=s, student=student,
+                            baseline=0.90, validation=0.93, p=p)
+               for s, student, p in ((1, 0.93, 0.01), (2, 0.91, 0.3))]
+    out = tmp_path / "out" / "seeds.md"
+    write_report(distinct_runs(compare.record_rows(folders)), out, tmp_path / "seeds.png",
+                 records=True)
+    text = out.read_text()
+    assert text.startswith("# Experiment comparison\n\n2 run records, all of one version of "
+                           "the code")
+    line = next(li for li in text.splitlines() if "student.seed 1, 2" in li)
+    assert "0.9200 ± 0.0141 (0.9100–0.9300)" in line and re.search(r"\| 0\.01, 0\.3 +\|$", line)
+
+
+def test_records_of_different_code_are_never_averaged(tmp_path, heatmaps):
+    folders = [write_record(tmp_path / "new-1", code="new", student_seed=1, student=0.93),
+               write_record(tmp_path / "old-2", code="old", student_seed=2, student=0.91)]
+    runs = distinct_runs(compare.record_rows(folders))
+    assert list(runs["commit"]) == ["new-1", "old-2"]
+    write_report(runs, tmp_path / "c.md", tmp_path / "c.png", records=True)
+    text = (tmp_path / "c.md").read_text()
+    assert "2 run records of 2 versions of the code, each named by the first record" in text
+    assert "## Across seeds" not in text
+    assert "The figure shows the runs of the code of record `new-1` only." in text
+
+
+def test_runs_end_to_end_outside_a_repository(tmp_path):
+    folders = [str(write_record(tmp_path / f"s{s}", student_seed=s, p=0.2)) for s in (1, 2)]
+    out = tmp_path / "seeds.md"
+    done = run_compare(tmp_path, "--runs", *folders, "--out", str(out),
+                       "--figure", str(tmp_path / "seeds.png"))
+    assert done.returncode == 0, done.stderr
+    assert "## Across seeds" in out.read_text()
+
+
+def test_a_folder_that_is_not_a_record_is_one_line_error(tmp_path):
+    write_record(tmp_path / "run")
+    (tmp_path / "run" / "dvc.lock").unlink()
+    done = run_compare(tmp_path, "--runs", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: {tmp_path / 'run'} is not a run record: it lacks "
+                                   "dvc.lock (a record is a run's params.yaml, metrics.json, "
+                                   "dvc.lock in one folder)")
