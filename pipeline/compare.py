@@ -394,7 +394,8 @@ def exp_show(num: int) -> list[dict]:
 
 
 # What a run record holds: a run's params.yaml, reports/metrics.json and dvc.lock, side by side.
-RECORD = (PARAMS.name, METRICS.name, "dvc.lock")
+LOCK = "dvc.lock"
+RECORD = (PARAMS.name, METRICS.name, LOCK)
 
 
 def _as_exp_show(value: object) -> object:
@@ -416,7 +417,7 @@ def record_rows(folders: list[Path]) -> list[dict]:
             raise UserError(f"{folder} is not a run record: it lacks {', '.join(missing)} (a "
                             f"record is a run's {', '.join(RECORD)} in one folder)")
         params = yaml.safe_load((folder / PARAMS.name).read_text(encoding="utf-8")) or {}
-        lock = yaml.safe_load((folder / RECORD[2]).read_text(encoding="utf-8")) or {}
+        lock = yaml.safe_load((folder / LOCK).read_text(encoding="utf-8")) or {}
         # A column per dependency, its hash the value, as exp_show() gives them.
         deps = {dep["path"]: dep.get("md5") for stage in lock.get("stages", {}).values()
                 for dep in stage.get("deps", [])}
