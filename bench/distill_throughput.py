@@ -122,7 +122,7 @@ def main() -> None:
 
     start = time.perf_counter()
     text = TextTask()
-    soft = soft_targets.compute(teacher, tokenizer, text, {"train": train, "validation": held},
+    soft = soft_targets.compute([(teacher, tokenizer)], text, {"train": train, "validation": held},
                                 params.soft_targets.batch_size, max_length)
     soft_seconds = time.perf_counter() - start
     encoded = text.encode(DatasetDict({"train": soft_targets.attach(train, soft["train"]),

@@ -51,7 +51,7 @@ def main() -> None:
     teacher = build_teacher(params.teacher.model_copy(update={"finetune": True}), names).eval()
     student0 = build_student(params.student, names, teacher)
     text = TextTask()
-    soft = soft_targets.compute(teacher, tokenizer, text, {"train": train, "validation": train},
+    soft = soft_targets.compute([(teacher, tokenizer)], text, {"train": train, "validation": train},
                                 params.soft_targets.batch_size, params.data.max_length)
     encoded = text.encode(DatasetDict(train=soft_targets.attach(train, soft["train"])), tokenizer,
                           params.data.max_length)["train"]

@@ -148,6 +148,17 @@ class SoftTargetsConfig(_Section):
     augment: AugmentConfig
     # A text file of unlabelled in-domain queries, one per line, under data/transfer/.
     unlabelled: str | None
+    # The seeds of more teachers, trained as the teacher is (stage ensemble); the soft targets
+    # are the mean of their logits and the teacher's.
+    ensemble_seeds: list[int]
+
+    @field_validator("ensemble_seeds")
+    @classmethod
+    def _check_distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"soft_targets.ensemble_seeds {seeds} repeats a seed: a repeated "
+                             "teacher is the same model trained twice")
+        return seeds
 
     @model_validator(mode="after")
     def _check_unlabelled(self) -> SoftTargetsConfig:
@@ -242,6 +253,16 @@ class Params(_Section):
     def layer_map(self) -> list[int]:
         """The teacher layer each student layer matches in a hidden-state term."""
         return self.features.layer_map or self.student.layers
+
+    @model_validator(mode="after")
+    def _check_ensemble_seeds(self) -> Params:
+        if self.seed in self.soft_targets.ensemble_seeds:
+            raise ValueError(f"soft_targets.ensemble_seeds has the top-level seed {self.seed}, "
+                             "the teacher's own: that member would be the teacher again")
+        if self.soft_targets.ensemble_seeds and not self.teacher.finetune:
+            raise ValueError("soft_targets.ensemble_seeds needs teacher.finetune: true (the "
+                             "ensemble's teachers are fine-tuned as the teacher is)")
+        return self
 
     def seed_of(self, role: str) -> int:
         """The training seed of a role: the teacher's is the top-level seed, the students'

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import DatasetDict
+from transformers import PreTrainedModel
 
 from pipeline import inference, onnx_export, oos, paths, plots, speed
 from pipeline.config import Params
@@ -26,7 +28,7 @@ from pipeline.metrics import (
 from pipeline.models import count_parameters, load_classifier, load_saved_processor
 from pipeline.registry import ROLES, VARIANTS, served_name
 from pipeline.significance import mcnemar
-from pipeline.tasks import ImageTask, TextTask, get_task
+from pipeline.tasks import ImageTask, Processor, TextTask, get_task
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,12 @@ def served_models(folders: dict[str, Path], exports: dict[str, Path],
 def evaluate_models(
     folders: dict[str, Path], ds: DatasetDict, names: list[str], params: Params,
     exports: dict[str, Path] | None = None,
+    members: Sequence[tuple[PreTrainedModel, Processor]] = (),
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics for each model folder (keyed by role) and for each exported role's ONNX files
     (`exports`: role -> models/onnx/<role>; keyed `<role>_<variant>`), and each one's test
-    logits.
+    logits. With ensemble `members` (pipeline.ensemble), `ensemble` is the quality of the mean
+    of their logits and the teacher's, the soft targets' source.
 
     Quality is on the test split; each model's validation accuracy beside it is what settings
     are chosen by. With an out-of-scope label, each model also gets the confidence threshold
@@ -90,24 +94,43 @@ def evaluate_models(
     metrics: dict = {}
     timings: dict = {"device": speed.device_name()}
     all_logits: dict[str, np.ndarray] = {}
-    served = served_models(folders, exports or {}, task, max_length)
-    for name, (model, path, parameters) in served.items():
-        logits = inference.logits(model, task, inputs, cfg.batch_size, desc=name)
-        val_probs = probabilities(inference.logits(model, task, validation[task.column],
-                                                   cfg.batch_size, desc=f"{name} (validation)"))
-        all_logits[name] = logits
-        metrics[name] = {
-            **quality(labels, logits, names, oos_label, cfg.ece_bins),
-            "validation_accuracy": float((val_probs.argmax(-1) == val_labels).mean()),
-            "parameters": parameters,
-            "size_mb": speed.size_on_disk_mb(path),
-        }
+
+    def scores(logits: np.ndarray, val_logits: np.ndarray) -> dict:
+        val_probs = probabilities(val_logits)
+        out = {**quality(labels, logits, names, oos_label, cfg.ece_bins),
+               "validation_accuracy": float((val_probs.argmax(-1) == val_labels).mean())}
         if oos_id is not None:
             threshold = oos.choose(val_labels, val_probs, oos_id)
             preds = oos.apply(probabilities(logits), threshold, oos_id)
-            metrics[name]["oos_threshold"] = threshold
-            metrics[name]["thresholded"] = label_quality(labels, preds, names, oos_label)
+            out["oos_threshold"] = threshold
+            out["thresholded"] = label_quality(labels, preds, names, oos_label)
+        return out
+
+    def both_splits(model: inference.Served, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return (inference.logits(model, task, inputs, cfg.batch_size, desc=name),
+                inference.logits(model, task, validation[task.column], cfg.batch_size,
+                                 desc=f"{name} (validation)"))
+
+    served = served_models(folders, exports or {}, task, max_length)
+    teacher_logits = None
+    for name, (model, path, parameters) in served.items():
+        logits, val_logits = both_splits(model, name)
+        all_logits[name] = logits
+        if name == "teacher":
+            teacher_logits = (logits, val_logits)
+        metrics[name] = {**scores(logits, val_logits), "parameters": parameters,
+                         "size_mb": speed.size_on_disk_mb(path)}
         log.info("%s: %s", name, metrics[name])
+    if members:
+        # What the soft targets came from: the mean of the teacher's and the members' logits.
+        each = [teacher_logits] + [
+            both_splits(inference.pytorch(model, processor, task, max_length),
+                        f"ensemble member {i + 1}/{len(members)}")
+            for i, (model, processor) in enumerate(members)]
+        metrics["ensemble"] = {
+            **scores(*(np.mean([e[k] for e in each], axis=0, dtype=np.float64) for k in (0, 1))),
+            "teachers": len(each)}
+        log.info("ensemble: %s", metrics["ensemble"])
     models = {name: model for name, (model, _, _) in served.items()}
     latency = speed.latency_ms(models, inputs, cfg.latency_runs, cfg.latency_warmup,
                                cfg.latency_block, params.seed)
@@ -122,6 +145,9 @@ def evaluate_models(
         "parameter_ratio": student["parameters"] / teacher["parameters"],
         "size_ratio": student["size_mb"] / teacher["size_mb"],
     }
+    if members:
+        metrics["student_vs_ensemble"] = {
+            "accuracy_ratio": student["accuracy"] / max(metrics["ensemble"]["accuracy"], 1e-12)}
     metrics["student_vs_baseline"] = mcnemar(
         labels, {"student": preds["student"], "baseline": preds["baseline"]})
     timings["student_speedup"] = (

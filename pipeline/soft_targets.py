@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,36 +69,46 @@ def load(folder: str | Path, made_from: dict[str, str]) -> DatasetDict:
     return soft
 
 
+Teachers = Sequence[tuple[PreTrainedModel, Processor]]
+
+
+def mean_logits(
+    teachers: Teachers, task: TextTask | ImageTask, inputs: list[Any], batch_size: int,
+    max_length: int, desc: str,
+) -> np.ndarray:
+    """The mean of the teachers' logits for `inputs` (one teacher: its logits)."""
+    each = [predict_logits(model, processor, task, inputs, batch_size, max_length,
+                           desc=desc if len(teachers) == 1 else f"{desc} ({i + 1}/{len(teachers)})")
+            for i, (model, processor) in enumerate(teachers)]
+    return np.mean(each, axis=0, dtype=np.float64).astype(np.float32)
+
+
 def compute(
-    teacher: PreTrainedModel,
-    processor: Processor,
+    teachers: Teachers,
     task: TextTask | ImageTask,
     ds: DatasetDict,
     batch_size: int,
     max_length: int,
 ) -> DatasetDict:
-    """Columns idx and teacher_logits for the train and validation splits."""
+    """Columns idx and teacher_logits (the teachers' mean) for the train and validation splits."""
     out = {}
     for split in SPLITS:
-        logits = predict_logits(
-            teacher, processor, task, ds[split][task.column], batch_size, max_length,
-            desc=f"teacher {split}",
-        )
+        logits = mean_logits(teachers, task, ds[split][task.column], batch_size, max_length,
+                             desc=f"teacher {split}")
         out[split] = Dataset.from_dict({"idx": ds[split]["idx"], TEACHER_LOGITS: logits.tolist()})
     return DatasetDict(out)
 
 
 def transfer_set(
-    teacher: PreTrainedModel,
-    processor: Processor,
+    teachers: Teachers,
     task: TextTask | ImageTask,
     inputs: list[Any],
     batch_size: int,
     max_length: int,
 ) -> Dataset:
-    """Columns text (or image) and teacher_logits for the transfer set's `inputs`."""
-    logits = predict_logits(teacher, processor, task, inputs, batch_size, max_length,
-                            desc=f"teacher {TRANSFER}")
+    """Columns text (or image) and teacher_logits (the teachers' mean) for the transfer set's
+    `inputs`."""
+    logits = mean_logits(teachers, task, inputs, batch_size, max_length, desc=f"teacher {TRANSFER}")
     return Dataset.from_dict({task.column: inputs, TEACHER_LOGITS: logits.tolist()})
 
 

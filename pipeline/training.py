@@ -210,6 +210,8 @@ def fit_and_save(
     carry: tuple[str, ...] = (),
     fit: bool = True,
     jitter: int = 0,
+    seed: int | None = None,
+    live: Path | None = None,
 ) -> dict:
     """A training stage's work: train with tracking, then write models/trained/<role>,
     reports/<role>.json and reports/live/<stage>/history.json (each whole or not at all).
@@ -217,12 +219,15 @@ def fit_and_save(
     Under torchrun every process trains its share and rank 0 alone writes and tracks.
     `source` says where the model's starting weights came from (a Hub id and commit, or none);
     the report keeps it, so that the card can name them exactly. `jitter` shifts each training
-    image by up to that many pixels (pipeline/jitter.py)."""
+    image by up to that many pixels (pipeline/jitter.py). `seed` (default: the role's) and `live`
+    (default: reports/live/<stage>) are for stages that train several models."""
     distributed.check_launch(params.distributed)
     task = get_task(params.task)
     encoded = task.encode(ds, processor, params.data.max_length)
     checkpoint_dir = paths.checkpoints(stage)
-    args = training_arguments(cfg, params.seed_of(role), checkpoint_dir, stage,
+    live = live or paths.LIVE / stage
+    args = training_arguments(cfg, params.seed_of(role) if seed is None else seed,
+                              checkpoint_dir, stage,
                               task.group_by_length)
     stamp = checkpoints.fingerprint(stage, params, global_batch(args), model, encoded["train"],
                                     encoded["validation"])
@@ -233,7 +238,7 @@ def fit_and_save(
             lookup = checkpoints.latest if distributed.is_main() else checkpoints.find
             resume_from = lookup(checkpoint_dir, stamp)
     train = jittered(encoded["train"], jitter) if jitter else encoded["train"]
-    with stage_run(stage, params), training_callbacks(paths.LIVE / stage) as callbacks:
+    with stage_run(stage, params), training_callbacks(live) as callbacks:
         report = train_classifier(
             model, processor, train, encoded["validation"], args, callbacks,
             resume_from=resume_from, make_trainer=make_trainer, carry=carry, fit=fit,
@@ -250,6 +255,6 @@ def fit_and_save(
         processor.save_pretrained(folder)
     write_json(paths.REPORTS / f"{role}.json", report)
     # Per-epoch rows for the model card's training-results table.
-    write_json(paths.LIVE / stage / "history.json", {"epochs": history})
+    write_json(live / "history.json", {"epochs": history})
     checkpoints.clear(checkpoint_dir)
     return report

@@ -1,9 +1,9 @@
-"""Stage soft_targets: the teacher's logits for train and validation, once, and for the transfer
-set when params ask for one -> data/soft_targets."""
+"""Stage soft_targets: the teacher's logits (with an ensemble, the mean of its teachers') for
+train and validation, once, and for the transfer set when params ask for one -> data/soft_targets."""
 
 from pathlib import Path
 
-from pipeline import augment, jitter, paths, soft_targets
+from pipeline import augment, ensemble, jitter, paths, soft_targets
 from pipeline.config import load_params
 from pipeline.errors import stage_main
 from pipeline.models import load_trained
@@ -19,8 +19,8 @@ def main() -> None:
     ds, names = load_prepared(paths.PREPARED)
     task = get_task(params.task)
     teacher, processor = load_trained("teacher", task)
-    soft = soft_targets.compute(teacher, processor, task, ds, cfg.batch_size,
-                                params.data.max_length)
+    teachers = [(teacher, processor), *ensemble.load_members(cfg.ensemble_seeds, task)]
+    soft = soft_targets.compute(teachers, task, ds, cfg.batch_size, params.data.max_length)
     a, rows = cfg.augment, []
     if a.copies and isinstance(task, ImageTask):
         rows = jitter.shifted_copies(ds["train"][task.column], a.copies, a.shift, params.seed)
@@ -32,7 +32,7 @@ def main() -> None:
         rows += [line.strip() for line in lines if line.strip()]
     if rows:
         soft[soft_targets.TRANSFER] = soft_targets.transfer_set(
-            teacher, processor, task, rows, cfg.batch_size, params.data.max_length)
+            teachers, task, rows, cfg.batch_size, params.data.max_length)
     with atomic_dir(paths.SOFT_TARGETS) as folder:
         soft_targets.save(soft, folder,
                           soft_targets.provenance(ds, names))

@@ -30,7 +30,7 @@ def test_cached_teacher_logits_give_the_online_teachers_loss(tmp_path):
     ds = Dataset.from_dict({"idx": list(range(len(TEXTS))), "text": TEXTS, "label": LABELS})
     # The cache is written in its own length-sorted batches, padded unlike the training batch.
     text = TextTask()
-    soft = soft_targets.compute(teacher, tokenizer, text, DatasetDict(train=ds, validation=ds), 4, 64)
+    soft = soft_targets.compute([(teacher, tokenizer)], text, DatasetDict(train=ds, validation=ds), 4, 64)
     rows = text.encode(DatasetDict(train=soft_targets.attach(ds, soft["train"])), tokenizer, 64)["train"]
     features = [rows[i] for i in range(len(rows))]
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
@@ -63,7 +63,7 @@ def test_validation_loss_is_cross_entropy_and_the_objective_has_its_own_name(tmp
     tokenizer = load_tokenizer("minilm-l6")
     ds = Dataset.from_dict({"idx": list(range(len(TEXTS))), "text": TEXTS, "label": LABELS})
     text = TextTask()
-    soft = soft_targets.compute(teacher, tokenizer, text, DatasetDict(train=ds, validation=ds), 4, 64)
+    soft = soft_targets.compute([(teacher, tokenizer)], text, DatasetDict(train=ds, validation=ds), 4, 64)
     rows = text.encode(DatasetDict(validation=soft_targets.attach(ds, soft["validation"])),
                        tokenizer, 64)["validation"]
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,

@@ -77,7 +77,7 @@ def test_a_student_trained_with_a_hidden_term_saves_as_a_plain_model(loss, tmp_p
     tokenizer = load_tokenizer("minilm-l6")
     texts = ["whats my balance", "send money to mom", "tell me a joke", "move cash please"]
     ds = Dataset.from_dict({"idx": [0, 1, 2, 3], "text": texts, "label": [0, 2, 1, 2]})
-    soft = soft_targets.compute(teacher, tokenizer, TextTask(), DatasetDict(train=ds, validation=ds),
+    soft = soft_targets.compute([(teacher, tokenizer)], TextTask(), DatasetDict(train=ds, validation=ds),
                                 4, 32)
     train = TextTask().encode(DatasetDict(train=soft_targets.attach(ds, soft["train"])),
                               tokenizer, 32)["train"]

@@ -331,6 +331,38 @@ def test_a_transfer_set_of_edited_copies_reaches_the_distilled_student_only(repo
     assert history[-1]["step"] == 2 * batches
 
 
+def test_an_ensemble_of_teachers_gives_the_mean_of_their_logits(repo):
+    import numpy as np
+    from datasets import load_from_disk
+
+    from pipeline.inference import predict_logits
+    from pipeline.models import load_classifier, load_saved_processor
+    from pipeline.tasks import TextTask
+
+    teacher = (repo / "models/trained/teacher/model.safetensors").read_bytes()
+    out = run(["dvc", "exp", "run", "-S", "soft_targets.ensemble_seeds=[7]"], repo)
+    # The first teacher stays as it was (and stays the published one).
+    assert stages_run(out) == {"check", "ensemble", "soft_targets", "distill", "export@student",
+                               "evaluate", "card"}
+    assert (repo / "models/trained/teacher/model.safetensors").read_bytes() == teacher
+    assert json.loads((repo / "models/trained/ensemble/members.json").read_text()) == {"seeds": [7]}
+    member = repo / "models/trained/ensemble/seed-7"
+    assert json.loads((repo / "reports/ensemble/seed-7.json").read_text())["validation"]
+    soft = load_from_disk(str(repo / "data/soft_targets"))["validation"]
+    queries = load_from_disk(str(repo / "data/prepared"))["validation"]
+    assert soft["idx"] == queries["idx"]
+    each = [predict_logits(load_classifier(folder), load_saved_processor(folder), TextTask(),
+                           queries["text"], 128, 64)
+            for folder in (repo / "models/trained/teacher", member)]
+    assert not np.allclose(each[0], each[1])  # another seed, another teacher
+    np.testing.assert_allclose(soft["teacher_logits"], (each[0] + each[1]) / 2, atol=1e-5)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["ensemble"]["teachers"] == 2
+    assert 0.0 <= metrics["ensemble"]["validation_accuracy"] <= 1.0
+    assert metrics["student_vs_ensemble"]["accuracy_ratio"] == pytest.approx(
+        metrics["student"]["accuracy"] / max(metrics["ensemble"]["accuracy"], 1e-12))
+
+
 def comparable_numbers(repo: Path) -> dict:
     """metrics.json and the per-epoch histories, without the wall-clock timings."""
     numbers = json.loads((repo / "reports/metrics.json").read_text())

@@ -1,0 +1,46 @@
+"""More teachers, one per seed (soft_targets.ensemble_seeds), trained as the teacher is: the
+soft targets are the mean of their logits and the teacher's. The published teacher stays the
+first; the others live in models/trained/ensemble/seed-<seed>, listed in members.json."""
+
+from __future__ import annotations
+
+import json
+
+from transformers import PreTrainedModel
+
+from pipeline import paths
+from pipeline.errors import UserError
+from pipeline.inputs import reading
+from pipeline.models import load_classifier, load_saved_processor
+from pipeline.outputs import write_json
+from pipeline.tasks import ImageTask, Processor, TextTask
+
+STAGE = "ensemble"
+FOLDER = paths.trained(STAGE)
+# Written last, so that its presence means every member is complete.
+MEMBERS = FOLDER / "members.json"
+
+
+def member_role(seed: int) -> str:
+    """The member's folder under models/trained (and its report's name under reports/)."""
+    return f"{STAGE}/seed-{seed}"
+
+
+def write_members(seeds: list[int]) -> None:
+    write_json(MEMBERS, {"seeds": seeds})
+
+
+def load_members(
+    seeds: list[int], task: TextTask | ImageTask,
+) -> list[tuple[PreTrainedModel, Processor]]:
+    """The trained members and their processors, refused unless they are the ones params name."""
+    with reading(MEMBERS, STAGE) as members:
+        trained = json.loads(members.read_text())["seeds"]
+    if trained != seeds:
+        raise UserError(f"{FOLDER} holds the teachers of seeds {trained}, but "
+                        f"soft_targets.ensemble_seeds is {seeds}; rebuild it with `dvc repro {STAGE}`.")
+    out = []
+    for seed in seeds:
+        with reading(paths.trained(member_role(seed)), STAGE) as folder:
+            out.append((load_classifier(folder, task), load_saved_processor(folder)))
+    return out
