@@ -189,6 +189,8 @@ def render(inputs: CardInputs, role: str) -> ModelCard:
         features=p.features,
         layer_map=p.layer_map(),
         transfer_rows=inputs.transfer_rows,
+        ensemble_seeds=p.soft_targets.ensemble_seeds,
+        seed_teacher=p.seed,
         speedup=metrics["speed"]["student_speedup"],
         device=metrics["speed"]["device"],
         throughput_batch=p.evaluate.throughput_batch_size,

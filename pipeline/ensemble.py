@@ -34,11 +34,13 @@ def load_members(
     seeds: list[int], task: TextTask | ImageTask,
 ) -> list[tuple[PreTrainedModel, Processor]]:
     """The trained members and their processors, refused unless they are the ones params name."""
+    if not seeds:
+        return []
     with reading(MEMBERS, STAGE) as members:
         trained = json.loads(members.read_text())["seeds"]
     if trained != seeds:
-        raise UserError(f"{FOLDER} holds the teachers of seeds {trained}, but "
-                        f"soft_targets.ensemble_seeds is {seeds}; rebuild it with `dvc repro {STAGE}`.")
+        raise UserError(f"{FOLDER} holds the teachers of seeds {trained}, but soft_targets."
+                        f"ensemble_seeds is {seeds}; rebuild it with `dvc repro {STAGE}`.")
     out = []
     for seed in seeds:
         with reading(paths.trained(member_role(seed)), STAGE) as folder:

@@ -33,7 +33,8 @@ def main() -> None:
         )
     if distributed.is_main():
         # DVC wants every declared output, members or not.
-        for folder in (ensemble.FOLDER, paths.REPORTS / ensemble.STAGE, paths.LIVE / ensemble.STAGE):
+        for folder in (ensemble.FOLDER, paths.REPORTS / ensemble.STAGE,
+                       paths.LIVE / ensemble.STAGE):
             folder.mkdir(parents=True, exist_ok=True)
         ensemble.write_members(seeds)
 

@@ -169,6 +169,19 @@ def test_the_card_names_a_hidden_state_term_and_the_transfer_set():
     assert "soft targets also on 2,400 rows without labels" in card
 
 
+def test_the_card_names_an_ensemble_of_teachers():
+    assert "**Teachers**" not in card_for()
+    soft = PARAMS.soft_targets.model_copy(update={"ensemble_seeds": [1, 2]})
+    params = PARAMS.model_copy(update={"soft_targets": soft})
+    metrics = {**METRICS, "ensemble": {**METRICS["teacher"], "accuracy": 0.88, "teachers": 3},
+               "student_vs_ensemble": {"accuracy_ratio": 0.987}}
+    card = " ".join(str(render(CardInputs(params, metrics, DATA, HISTORY, NAMES, "hi", SOURCES),
+                               "student")).split())
+    assert (f"mean of the logits of 3 teachers, fine-tuned alike from seeds {PARAMS.seed} "
+            "(the published teacher) and 1, 2") in card
+    assert "Together they reach test accuracy 0.8800; this student keeps 98.7% of it." in card
+
+
 def test_usage_names_the_hub_repository_and_the_local_folder():
     assert 'model="models/student"' in card_for()  # card.repo_id null: the local folder only
     params = PARAMS.model_copy(update={"card": PARAMS.card.model_copy(

@@ -51,6 +51,11 @@ def test_unknown_key_suggests_the_close_one():
      r"soft_targets.unlabelled '../queries.txt' must be a .txt file .* under data/transfer/"),
     ("soft_targets.unlabelled", "data/transfer/missing.txt",
      r"soft_targets.unlabelled 'data/transfer/missing.txt' does not exist"),
+    ("soft_targets.ensemble_seeds", [1, 2, 1],
+     r"soft_targets.ensemble_seeds \[1, 2, 1\] repeats a seed"),
+    ("soft_targets.ensemble_seeds", [1, 42],
+     r"soft_targets.ensemble_seeds has the top-level seed 42, the teacher's own"),
+    ("soft_targets.ensemble_seeds", "1,2", r"'soft_targets.ensemble_seeds' = '1,2'"),
     ("teacher.jitter", -1, r"'teacher.jitter' = -1: Input should be greater than or equal to 0"),
     ("teacher.jitter", 2, r"teacher.jitter 2 shifts training images; set it to 0 for task "
                           r"text-classification"),

@@ -237,17 +237,38 @@ def test_a_teacher_folder_that_is_not_a_model(tmp_path):
 
 
 @pytest.fixture
-def trained_teacher(prepared):
-    """A prepared project with a trained teacher folder (a tiny BERT and MiniLM's tokenizer)."""
+def teacher_project(prepared):
+    """A prepared project (params changed by `changes`) with a trained teacher folder (a tiny
+    BERT and MiniLM's tokenizer)."""
     from transformers import AutoTokenizer
 
     from pipeline.models import packaged_path
 
-    repo = prepared({})
-    folder = repo / "models" / "trained" / "teacher"
-    tiny_bert(layers=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(packaged_path("minilm-l6")).save_pretrained(folder)
-    return repo
+    def make(changes):
+        repo = prepared(changes)
+        folder = repo / "models" / "trained" / "teacher"
+        tiny_bert(layers=1).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(packaged_path("minilm-l6")).save_pretrained(folder)
+        return repo
+    return make
+
+
+@pytest.fixture
+def trained_teacher(teacher_project):
+    return teacher_project({})
+
+
+def test_soft_targets_refuse_an_ensemble_of_other_seeds(teacher_project):
+    repo = teacher_project({"soft_targets.ensemble_seeds": [1, 2]})
+    assert_user_error(run_stage(repo, "soft_targets"),
+                      "models/trained/ensemble/members.json not found: the ensemble stage writes "
+                      "it; run `dvc repro ensemble`")
+    (repo / "models/trained/ensemble").mkdir()
+    (repo / "models/trained/ensemble/members.json").write_text('{"seeds": [1]}')
+    assert_user_error(run_stage(repo, "soft_targets"),
+                      "models/trained/ensemble holds the teachers of seeds [1], but soft_targets."
+                      "ensemble_seeds is [1, 2]; rebuild it with `dvc repro ensemble`.")
+    assert not (repo / "data" / "soft_targets").exists()
 
 
 def test_a_stage_run_before_the_stage_it_needs(trained_teacher):
