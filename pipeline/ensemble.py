@@ -1,6 +1,7 @@
 """More teachers, one per seed (soft_targets.ensemble_seeds), trained as the teacher is: the
 soft targets are the mean of their logits and the teacher's. The published teacher stays the
-first; the others live in models/trained/ensemble/seed-<seed>, listed in members.json."""
+first; the others live in models/trained/ensemble/seed-<seed>, listed in members.json, with
+their reports in reports/ensemble."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pipeline.tasks import ImageTask, Processor, TextTask
 
 STAGE = "ensemble"
 FOLDER = paths.trained(STAGE)
+REPORTS = paths.REPORTS / STAGE
 # Written last, so that its presence means every member is complete.
 MEMBERS = FOLDER / "members.json"
 
@@ -27,6 +29,10 @@ def member_role(seed: int) -> str:
 
 
 def write_members(seeds: list[int]) -> None:
+    """Mark the members complete. The reports' copy keeps the stage's git-tracked output a
+    file, not an empty folder, when there are no members: git drops empty folders, and a
+    clone would then see the stage as changed."""
+    write_json(REPORTS / "members.json", {"seeds": seeds})
     write_json(MEMBERS, {"seeds": seeds})
 
 

@@ -84,4 +84,5 @@ def test_clinc150_config_end_to_end_on_a_slice(tmp_path):
     for role in ("teacher", "baseline", "student"):
         for key in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision"):
             assert 0.0 <= metrics[role][key] <= 1.0, (role, key)
+    assert metrics["ensemble"]["teachers"] == 1 + len(params["soft_targets"]["ensemble_seeds"]) > 1
     assert "larson-etal-2019-evaluation" in (tmp_path / "models/student/README.md").read_text()

@@ -348,6 +348,8 @@ def test_an_ensemble_of_teachers_gives_the_mean_of_their_logits(repo):
     assert json.loads((repo / "models/trained/ensemble/members.json").read_text()) == {"seeds": [7]}
     member = repo / "models/trained/ensemble/seed-7"
     assert json.loads((repo / "reports/ensemble/seed-7.json").read_text())["validation"]
+    assert json.loads((repo / "reports/ensemble/members.json").read_text()) == {"seeds": [7]}
+    assert json.loads((repo / "reports/ensemble/live/seed-7/history.json").read_text())["epochs"]
     soft = load_from_disk(str(repo / "data/soft_targets"))["validation"]
     queries = load_from_disk(str(repo / "data/prepared"))["validation"]
     assert soft["idx"] == queries["idx"]
