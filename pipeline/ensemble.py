@@ -6,6 +6,7 @@ their reports in reports/ensemble."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from transformers import PreTrainedModel
 
@@ -25,7 +26,16 @@ MEMBERS = FOLDER / "members.json"
 
 def member_role(seed: int) -> str:
     """The member's folder under models/trained (and its report's name under reports/)."""
-    return f"{STAGE}/seed-{seed}"
+    return f"{STAGE}/{_member(seed)}"
+
+
+def member_live(seed: int) -> Path:
+    """The member's DVCLive folder."""
+    return REPORTS / "live" / _member(seed)
+
+
+def _member(seed: int) -> str:
+    return f"seed-{seed}"
 
 
 def write_members(seeds: list[int]) -> None:

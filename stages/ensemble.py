@@ -18,7 +18,7 @@ def main() -> None:
         ds, names = load_prepared(paths.PREPARED)
     for seed in seeds:
         train_teacher(ensemble.STAGE, ensemble.member_role(seed), params, ds, names, seed,
-                      live=ensemble.REPORTS / "live" / f"seed-{seed}")
+                      live=ensemble.member_live(seed))
     if distributed.is_main():
         ensemble.write_members(seeds)
 
