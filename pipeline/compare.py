@@ -1,5 +1,6 @@
 """Compare DVC experiments: a table of params and key metrics, best first, a plot of the
-distilled student's accuracy over alpha and temperature, and the mean and spread over seeds of
+distilled student's accuracy over alpha and temperature (or, for one setting's seeds, of each
+seed's baseline and distilled student), and the mean and spread over seeds of
 runs that differ only in their seeds, with the paired test of distilled student against baseline.
 Runs are ranked by the distilled student's validation accuracy, never by test.
 
@@ -299,38 +300,51 @@ def _averaged(cells: pd.DataFrame) -> str:
     return " (mean over reruns)" if (cells["runs"] > 1).any() else ""
 
 
-def heatmap(runs: pd.DataFrame, figure: Path, title: str) -> None:
+def figure_of(runs: pd.DataFrame, figure: Path, suffix: str = "") -> None:
     """Plot the distilled student's accuracy over alpha x temperature: per cell, the mean of a
     setting's runs, with the teacher's and the baseline's beside the title. The cells also go
-    to a csv beside the figure, which dvc.yaml declares as a DVC plot (reports/compare.csv)."""
-    means = _settings(runs).agg(
+    to a csv beside the figure, which dvc.yaml declares as a DVC plot (reports/compare.csv).
+    When the runs are seeds of one setting (one cell), the figure shows them seed by seed,
+    baseline beside distilled student, which a one-cell grid would hide."""
+    settings = _settings(runs)
+    means = settings.agg(
         **{role: (ACCURACY[role], "mean") for role in ROLES},
         runs=(ACCURACY[STUDENT], "size"),
     )
-    means["seeds"] = _settings(runs)[_seeds_in(runs)].apply(_seed_count)
+    means["seeds"] = settings[_seeds_in(runs)].apply(_seed_count)
     means = means.reset_index()
     # Settings that differ in more than alpha and T share a cell: it shows the best of them.
     cells = means.sort_values(STUDENT, ascending=False, kind="stable").drop_duplicates(GRID)
     best = cells.iloc[0]
     cells[[*GRID, STUDENT, "runs"]].rename(columns={STUDENT: "student_accuracy"}).to_csv(
         figure.with_suffix(".csv"), index=False)
+    if len(means) == 1 and best["seeds"] > 1:
+        seeded = runs.sort_values(_seeds_in(runs), kind="stable")
+        varied = [s for s in _seeds_in(runs) if seeded[s].nunique() > 1]
+        plots.seed_pairs(
+            ["/".join(f"{v:g}" for v in row) for row in seeded[varied].itertuples(index=False)],
+            list(seeded[ACCURACY[BASELINE]]), list(seeded[ACCURACY[STUDENT]]),
+            {ROLES[role].title: seeded[ACCURACY[role]].mean() for role in ROLES
+             if role not in (STUDENT, BASELINE) and seeded[ACCURACY[role]].notna().all()},
+            figure, f"Test accuracy per {' / '.join(varied)}{suffix}")
+        return
     plots.grid_heatmap(
         {(a, t): s for a, t, s in cells[[*GRID, STUDENT]].itertuples(index=False)}, figure,
-        title + _averaged(cells), "test accuracy",
+        f"{ROLES[STUDENT].title.capitalize()} test accuracy{suffix}{_averaged(cells)}",
+        "test accuracy",
         {f"{ROLES[role].title} acc": best[role] for role in ROLES
          if role != STUDENT and pd.notna(best[role])})
 
 
 def write_report(runs: pd.DataFrame, out: Path, figure: Path, records: bool = False) -> None:
-    """The comparison as markdown at `out`, with the heatmap at `figure`. `records`: the runs
+    """The comparison as markdown at `out`, with its figure at `figure`. `records`: the runs
     are run records (record_rows), whose code versions are named by a record, not a commit."""
     commits = runs[COMMIT].nunique()
     # The newest code's runs only: runs of different code are never averaged.
     commit = runs[COMMIT].min()
     label = "record" if records else "commit"
-    title = f"{ROLES[STUDENT].title.capitalize()} test accuracy"
-    heatmap(runs[runs[COMMIT] == commit], figure,
-            title + (f", {label} {commit}" if commits > 1 else ""))
+    figure_of(runs[runs[COMMIT] == commit], figure,
+              f", {label} {commit}" if commits > 1 else "")
     if records:
         what = (f"{len(runs)} run records"
                 + (f" of {commits} versions of the code, each named by the first record that "
@@ -345,7 +359,7 @@ def write_report(runs: pd.DataFrame, out: Path, figure: Path, records: bool = Fa
         "validation; the test figures are beside it). Teacher and baseline do not depend "
         "on alpha or temperature, so they repeat.\n\n"
         + markdown_table(run_table(runs))
-        + f"\n![student accuracy over alpha and temperature]"
+        + f"\n![distilled student and baseline test accuracy]"
         f"({Path(os.path.relpath(figure, out.parent)).as_posix()})\n"
     )
     if commits > 1:

@@ -145,6 +145,36 @@ def accuracy_vs_latency(points: dict[str, tuple[float, float, float]], device: s
     plt.close(fig)
 
 
+def seed_pairs(seeds: list[str], baseline: list[float], student: list[float],
+               reference: dict[str, float], path: Path, title: str) -> None:
+    """One setting's runs side by side, seed by seed: the baseline's and the distilled
+    student's test accuracy joined by a line labelled with the student's lead in points, and
+    `reference` lines (name -> accuracy: the teacher) across."""
+    x = np.arange(len(seeds))
+    fig, ax = plt.subplots(figsize=(0.9 * len(seeds) + 3.4, 3.8))
+    for name, value in reference.items():
+        ax.axhline(value, color="0.4", linestyle="--", linewidth=1)
+        ax.annotate(f"{name} {value:.3f}", (x[-1] + 0.45, value), fontsize=8, color="0.3",
+                    ha="right", va="bottom")
+    ax.vlines(x, baseline, student, color="0.7", linewidth=2, zorder=1)
+    for role, values in (("baseline", baseline), ("student", student)):
+        ax.scatter(x, values, color=ROLES[role].color, label=ROLES[role].title, zorder=2)
+    for i, (b, s) in enumerate(zip(baseline, student)):
+        ax.annotate(f"{100 * (s - b):+.2f}", (i, max(b, s)), xytext=(0, 6),
+                    textcoords="offset points", ha="center", fontsize=8)
+    ax.set_xticks(x, seeds)
+    ax.set_xlim(-0.6, len(seeds) - 0.4)
+    ax.set_xlabel("seed")
+    ax.set_ylabel("test accuracy")
+    lead = 100 * (np.asarray(student) - np.asarray(baseline))
+    ax.set_title(f"{title}\nstudent − baseline {lead.mean():+.2f} ± {lead.std(ddof=1):.2f} "
+                 "points (mean ± sd)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def grid_heatmap(values: dict[tuple[float, float], float], path: Path, title: str,
                  label: str, reference: dict[str, float]) -> None:
     """values: (alpha, temperature) -> score; `reference` lines (name -> score) go in the

@@ -154,6 +154,28 @@ def heatmaps(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def seed_figures(monkeypatch):
+    """What write_report passes to plots.seed_pairs, which still draws the figure."""
+    calls = []
+    draw = compare.plots.seed_pairs
+
+    def record(seeds, baseline, student, reference, path, title):
+        calls.append({"seeds": seeds, "baseline": baseline, "student": student,
+                      "reference": reference, "title": title})
+        draw(seeds, baseline, student, reference, path, title)
+
+    monkeypatch.setattr(compare.plots, "seed_pairs", record)
+    return calls
+
+
+def cells(tmp_path):
+    """The figure's cells, as the csv beside it (the DVC plot) has them."""
+    lines = (tmp_path / "compare.csv").read_text().splitlines()
+    assert lines[0] == "alpha,temperature,student_accuracy,runs"
+    return [tuple(float(v) for v in line.split(",")) for line in lines[1:]]
+
+
 def report(rows, tmp_path):
     write_report(distinct_runs(rows), tmp_path / "compare.md", tmp_path / "compare.png")
     return (tmp_path / "compare.md").read_text()
@@ -265,6 +287,24 @@ def test_runs_that_differ_only_in_seed_get_mean_and_spread(tmp_path, heatmaps):
     assert heatmaps[0]["values"] == {(0.1, 8.0): pytest.approx(0.97), (0.5, 4.0): 0.91}
 
 
+def test_one_settings_seeds_are_drawn_seed_by_seed(tmp_path, heatmaps, seed_figures):
+    # A one-cell heatmap would hide what seeds show: each seed's lead over the baseline.
+    rows = show(*commit("main",
+                        experiment("s2", student_seed=2, student=0.93, baseline=0.92),
+                        experiment("s1", student_seed=1, student=0.94, baseline=0.91),
+                        student_seed=42, student=0.92, baseline=0.925, teacher=0.95))
+    report(rows, tmp_path)
+    assert not heatmaps
+    [plot] = seed_figures
+    assert plot["seeds"] == ["1", "2", "42"]  # in seed order, each with its own runs' figures
+    assert plot["student"] == pytest.approx([0.94, 0.93, 0.92])
+    assert plot["baseline"] == pytest.approx([0.91, 0.92, 0.925])
+    assert plot["reference"] == {"teacher": pytest.approx(0.95)}
+    assert plot["title"] == "Test accuracy per student.seed"
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    assert cells(tmp_path) == [(0.5, 4.0, pytest.approx(0.93), 3)]
+
+
 def test_runs_are_ranked_by_validation_not_test(tmp_path):
     rows = show(*commit("main",
                         experiment("test-best", alpha=0.2, student=0.95, validation=0.90),
@@ -308,7 +348,7 @@ def test_no_seed_table_or_mean_over_seeds_without_two_seeds(tmp_path, heatmaps):
     assert "## Across seeds" not in text and "over seeds" not in heatmaps[0]["title"]
 
 
-def test_runs_of_different_commits_are_never_averaged(tmp_path, heatmaps):
+def test_runs_of_different_commits_are_never_averaged(tmp_path, heatmaps, seed_figures):
     # exp_show(num=-1): the workspace, HEAD and its experiments, then the earlier commits.
     rows = show(
         workspace(seed=1, student=0.90),
@@ -322,9 +362,12 @@ def test_runs_of_different_commits_are_never_averaged(tmp_path, heatmaps):
     assert re.search(r"\| v1 +\| 0\.5 +\| 4 +\| 3, 4 +\|", seeds)
     assert "0.9100 ± 0.0141" in seeds and "0.8100 ± 0.0141" in seeds
     assert "a1b2c3d" not in seeds  # seed 5 of the same setting, but not of the same code
-    [plot] = heatmaps
-    assert plot["values"] == {(0.5, 4.0): pytest.approx(0.91)}  # main's runs only
-    assert plot["title"] == "Distilled student test accuracy, commit main (mean over seeds)"
+    # One setting's seeds: each seed's baseline and student, main's runs only.
+    assert not heatmaps
+    [plot] = seed_figures
+    assert plot["seeds"] == ["1", "2"] and plot["student"] == pytest.approx([0.90, 0.92])
+    assert plot["title"] == "Test accuracy per seed, commit main"
+    assert cells(tmp_path) == [(0.5, 4.0, pytest.approx(0.91), 2)]
     assert "The figure shows the runs of the code of commit `main` only." in text
 
 
@@ -338,7 +381,7 @@ def test_a_commit_that_changes_no_stage_code_keeps_its_experiments_comparable(tm
     assert list(table["experiment"]) == ["grid-2", "grid-1", "main"]
     assert set(table["commit"]) == {"main"}
     report(rows, tmp_path)
-    assert heatmaps[0]["values"] == {(0.5, 4.0): pytest.approx(0.92)}
+    assert cells(tmp_path) == [(0.5, 4.0, pytest.approx(0.92), 3)]
 
 
 def test_same_seed_in_two_commits_is_two_runs_not_a_seed_group(tmp_path, heatmaps):
