@@ -1,0 +1,90 @@
+"""Which confidence score, thresholded by Larson et al.'s rule on the validation split, detects
+out-of-scope queries best on test: max softmax (what pipeline.oos uses), max softmax at
+temperature 2 and 4, max logit, energy (logsumexp) and the top-2 logit margin.
+
+Run in a workspace after `dvc repro` (teacher, baseline, distilled student and, with
+soft_targets.ensemble_seeds, the teachers' mean):
+
+    python -m bench.oos_scores
+
+It prints, per model and score, validation accuracy (what the rule maximises; ranking by it is
+what choosing a score on validation would do), then test accuracy, in-scope accuracy and
+out-of-scope recall with the threshold applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+from pipeline import ensemble, inference, paths
+from pipeline.config import load_params
+from pipeline.evaluation import workspace_models
+from pipeline.models import load_classifier, load_saved_processor
+from pipeline.prepared import load_prepared
+from pipeline.tasks import get_task
+
+SPLITS = ("validation", "test")
+SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "max softmax": lambda z: softmax(z, -1).max(-1),
+    "max softmax, T 2": lambda z: softmax(z / 2, -1).max(-1),
+    "max softmax, T 4": lambda z: softmax(z / 4, -1).max(-1),
+    "max logit": lambda z: z.max(-1),
+    "energy": lambda z: logsumexp(z, -1),
+    "top-2 margin": lambda z: np.diff(np.sort(z, -1)[:, -2:], axis=-1)[:, 0],
+}
+
+
+def choose(labels: np.ndarray, score: np.ndarray, preds: np.ndarray, oos: int) -> float:
+    """Larson's rule as pipeline.oos.choose, for a score of any range (-inf: no threshold)."""
+    order = np.argsort(score, kind="stable")
+    score, labels, preds = score[order], labels[order], preds[order]
+    right_if_oos = np.concatenate([[0], np.cumsum(labels == oos)])
+    right_as_is = np.concatenate([np.cumsum((preds == labels)[::-1])[::-1], [0]])
+    candidates = np.concatenate([[-np.inf], np.unique(score)])
+    k = np.searchsorted(score, candidates, side="left")
+    return float(candidates[int(np.argmax(right_if_oos[k] + right_as_is[k]))])
+
+
+def main() -> None:
+    params = load_params(paths.PARAMS)
+    ds, names = load_prepared(paths.PREPARED)
+    task = get_task(params.task)
+    oos = names.index(params.data.oos_label)
+    labels = {split: np.asarray(ds[split]["label"]) for split in SPLITS}
+    folders = dict(workspace_models()[0])
+    members = [f"ensemble seed {seed}" for seed in params.soft_targets.ensemble_seeds]
+    folders.update({name: paths.trained(ensemble.member_role(seed))
+                    for name, seed in zip(members, params.soft_targets.ensemble_seeds)})
+    logits = {}
+    for name, folder in folders.items():
+        served = inference.pytorch(load_classifier(folder, task), load_saved_processor(folder),
+                                   task, params.data.max_length)
+        logits[name] = {split: inference.logits(served, task, ds[split][task.column],
+                                                params.evaluate.batch_size, desc=name)
+                        for split in SPLITS}
+    if members:
+        logits["the teachers' mean"] = {
+            split: np.mean([logits[n][split] for n in ["teacher", *members]], axis=0)
+            for split in SPLITS}
+    print("| model | score | validation acc | test acc | in-scope acc | oos recall |")
+    print("|---|---|---|---|---|---|")
+    for name, z in logits.items():
+        if name in members:
+            continue
+        for title, score in SCORES.items():
+            s = {split: score(z[split]) for split in SPLITS}
+            preds = {split: z[split].argmax(-1) for split in SPLITS}
+            threshold = choose(labels["validation"], s["validation"], preds["validation"], oos)
+            out = {split: np.where(s[split] < threshold, oos, preds[split]) for split in SPLITS}
+            y, p = labels["test"], out["test"]
+            inside = y != oos
+            print(f"| {name} | {title} | {(out['validation'] == labels['validation']).mean():.4f} "
+                  f"| {(p == y).mean():.4f} | {(p[inside] == y[inside]).mean():.4f} "
+                  f"| {(p[~inside] == oos).mean():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
