@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from pipeline import ensemble, inference, paths
+from pipeline import ensemble, inference, oos, paths
 from pipeline.config import load_params
 from pipeline.evaluation import workspace_models
 from pipeline.models import load_classifier, load_saved_processor
@@ -37,22 +37,11 @@ SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def choose(labels: np.ndarray, score: np.ndarray, preds: np.ndarray, oos: int) -> float:
-    """Larson's rule as pipeline.oos.choose, for a score of any range (-inf: no threshold)."""
-    order = np.argsort(score, kind="stable")
-    score, labels, preds = score[order], labels[order], preds[order]
-    right_if_oos = np.concatenate([[0], np.cumsum(labels == oos)])
-    right_as_is = np.concatenate([np.cumsum((preds == labels)[::-1])[::-1], [0]])
-    candidates = np.concatenate([[-np.inf], np.unique(score)])
-    k = np.searchsorted(score, candidates, side="left")
-    return float(candidates[int(np.argmax(right_if_oos[k] + right_as_is[k]))])
-
-
 def main() -> None:
     params = load_params(paths.PARAMS)
     ds, names = load_prepared(paths.PREPARED)
     task = get_task(params.task)
-    oos = names.index(params.data.oos_label)
+    oos_id = names.index(params.data.oos_label)
     labels = {split: np.asarray(ds[split]["label"]) for split in SPLITS}
     folders = dict(workspace_models()[0])
     members = [f"ensemble seed {seed}" for seed in params.soft_targets.ensemble_seeds]
@@ -74,16 +63,19 @@ def main() -> None:
     for name, z in logits.items():
         if name in members:
             continue
+        preds = {split: z[split].argmax(-1) for split in SPLITS}
         for title, score in SCORES.items():
             s = {split: score(z[split]) for split in SPLITS}
-            preds = {split: z[split].argmax(-1) for split in SPLITS}
-            threshold = choose(labels["validation"], s["validation"], preds["validation"], oos)
-            out = {split: np.where(s[split] < threshold, oos, preds[split]) for split in SPLITS}
+            # Logits and energies can be negative: "no threshold" must lie below every score.
+            threshold = oos.best_threshold(labels["validation"], s["validation"],
+                                           preds["validation"], oos_id, none=-np.inf)
+            out = {split: np.where(s[split] < threshold, oos_id, preds[split])
+                   for split in SPLITS}
             y, p = labels["test"], out["test"]
-            inside = y != oos
+            inside = y != oos_id
             print(f"| {name} | {title} | {(out['validation'] == labels['validation']).mean():.4f} "
                   f"| {(p == y).mean():.4f} | {(p[inside] == y[inside]).mean():.4f} "
-                  f"| {(p[~inside] == oos).mean():.3f} |")
+                  f"| {(p[~inside] == oos_id).mean():.3f} |")
 
 
 if __name__ == "__main__":

@@ -20,14 +20,21 @@ def apply(probs: np.ndarray, threshold: float, oos: int) -> np.ndarray:
 def choose(labels: np.ndarray, probs: np.ndarray, oos: int) -> float:
     """The threshold with the best accuracy on (`labels`, `probs`); on a tie the lowest, which
     turns the fewest queries away. 0.0 means no threshold helps."""
-    confidence = probs.max(-1)
-    # Every distinct threshold is one of the confidences: below it, the queries whose
-    # confidence is lower turn out-of-scope. Sorted by confidence, the first k queries do.
-    order = np.argsort(confidence, kind="stable")
-    conf, labels, preds = confidence[order], labels[order], probs.argmax(-1)[order]
+    return best_threshold(labels, probs.max(-1), probs.argmax(-1), oos, none=0.0)
+
+
+def best_threshold(labels: np.ndarray, score: np.ndarray, preds: np.ndarray, oos: int,
+                   none: float) -> float:
+    """Larson's rule for any confidence `score` of the predictions `preds`: the threshold below
+    which turning queries out-of-scope gives the best accuracy, the lowest on a tie; `none`
+    (at or below every score) when no threshold helps."""
+    # Every distinct threshold is one of the scores: below it, the queries whose score is
+    # lower turn out-of-scope. Sorted by score, the first k queries do.
+    order = np.argsort(score, kind="stable")
+    score, labels, preds = score[order], labels[order], preds[order]
     right_if_oos = np.concatenate([[0], np.cumsum(labels == oos)])
     right_as_is = np.concatenate([np.cumsum((preds == labels)[::-1])[::-1], [0]])
-    candidates = np.concatenate([[0.0], np.unique(conf)])
-    k = np.searchsorted(conf, candidates, side="left")
+    candidates = np.concatenate([[none], np.unique(score)])
+    k = np.searchsorted(score, candidates, side="left")
     correct = right_if_oos[k] + right_as_is[k]
     return float(candidates[int(np.argmax(correct))])
